@@ -1,0 +1,317 @@
+"""Prepared data: the on-disk format every dataset is turned into, and ``load_split`` to read it.
+
+Layout under the data root (``$BENCH_DATA``, default a user cache folder)::
+
+    <root>/<dataset>/<version>/
+        manifest.json                    dataset, version, settings, sources (size, sha256), subjects
+        clips/audio.npy                  (n_clips, samples) float32 mono at 16 kHz
+        clips/clips.json                 per clip: stim_id, onset_s, label (and source file)
+        sub-<subject>/<split>.fmri.npy   (n, n_voxels) float32, responses as found (not normalised)
+        sub-<subject>/<split>.clip.npy   (n,) int64, row of clips/audio.npy that sample i heard
+
+A whole version folder is written into a temporary folder and renamed at the end, so a crash never
+leaves half a dataset. Samples point at clips rather than holding audio, because windows and
+repetitions share clips: targets (mels, embeddings) are computed once per clip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from bench import SAMPLE_RATE
+from bench.errors import BenchError, NotPreparedError
+from bench.io import atomic_dir, ensure_writable_dir, read_json
+
+SPLITS = ("train", "test", "prompt")
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+def data_root(data_root: str | os.PathLike | None = None) -> Path:
+    """The data root: the argument, else ``$BENCH_DATA``, else the user cache folder."""
+    if data_root is not None:
+        return Path(data_root).expanduser()
+    env = os.environ.get("BENCH_DATA")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("brain2audio-bench")) / "data"
+
+
+@dataclass(frozen=True)
+class ClipTable:
+    """The unique audio clips of a dataset.
+
+    audio: (n_clips, samples) float32 at 16 kHz (may be a read-only memory map)
+    stim_id: (n_clips,) str, the source stimulus; windows cut from one stimulus share it
+    onset_s: (n_clips,) float64, where the clip starts in its source file, in seconds
+    label: (n_clips,) str, the category used by the probes (sound category, genre, speaker gender)
+    """
+
+    audio: np.ndarray
+    stim_id: np.ndarray
+    onset_s: np.ndarray
+    label: np.ndarray
+    source: np.ndarray | None = None
+
+    def __post_init__(self):
+        n = self.audio.shape[0]
+        for name in ("stim_id", "onset_s", "label"):
+            if len(getattr(self, name)) != n:
+                raise BenchError(f"clip table field {name!r} has {len(getattr(self, name))} rows, audio has {n}")
+
+    @property
+    def n_clips(self) -> int:
+        return self.audio.shape[0]
+
+
+@dataclass(frozen=True)
+class Split:
+    """One subject's samples of one split.
+
+    fmri: (n, n_voxels) float32, responses as prepared (not normalised)
+    clip_index: (n,) int64 into ``clips``
+    audio: (n, samples) float32 at 16 kHz, the clip each sample heard (gathered on access)
+    """
+
+    dataset: str
+    version: str
+    subject: str
+    split: str
+    fmri: np.ndarray
+    clip_index: np.ndarray
+    clips: ClipTable
+    info: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self):
+        if self.fmri.ndim != 2:
+            raise BenchError(f"{self.dataset}/{self.subject}/{self.split}: fmri must be (n, n_voxels), got {self.fmri.shape}")
+        if self.fmri.shape[0] != self.clip_index.shape[0]:
+            raise BenchError(
+                f"{self.dataset}/{self.subject}/{self.split}: {self.fmri.shape[0]} fmri rows but "
+                f"{self.clip_index.shape[0]} clip indices; re-prepare the dataset"
+            )
+
+    @property
+    def n_samples(self) -> int:
+        return self.fmri.shape[0]
+
+    @property
+    def n_voxels(self) -> int:
+        return self.fmri.shape[1]
+
+    @property
+    def audio(self) -> np.ndarray:
+        return np.asarray(self.clips.audio[self.clip_index], dtype=np.float32)
+
+    @property
+    def stim_id(self) -> np.ndarray:
+        return self.clips.stim_id[self.clip_index]
+
+    @property
+    def onset_s(self) -> np.ndarray:
+        return self.clips.onset_s[self.clip_index]
+
+    @property
+    def label(self) -> np.ndarray:
+        return self.clips.label[self.clip_index]
+
+    def unique_clips(self) -> np.ndarray:
+        """Sorted clip indices this split uses."""
+        return np.unique(self.clip_index)
+
+
+# ----------------------------------------------------------------------------------------------
+# writing
+
+
+@dataclass
+class PreparedSubject:
+    """One subject's arrays, per split: {split: (fmri (n, V) float32, clip_index (n,) int64)}."""
+
+    splits: dict[str, tuple[np.ndarray, np.ndarray]]
+    info: dict = field(default_factory=dict)
+
+
+def write_prepared(
+    root: Path,
+    dataset: str,
+    version: str,
+    clips: ClipTable,
+    subjects: dict[str, PreparedSubject],
+    settings: dict,
+    sources: list[dict] | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """Write a prepared dataset atomically to ``root/dataset/version`` and return that folder."""
+    target = ensure_writable_dir(Path(root) / dataset, "data root") / version
+    if clips.audio.dtype != np.float32 or clips.audio.ndim != 2:
+        raise BenchError(f"{dataset}: clip audio must be (n_clips, samples) float32, got {clips.audio.dtype} {clips.audio.shape}")
+    with atomic_dir(target) as tmp:
+        (tmp / "clips").mkdir()
+        np.save(tmp / "clips" / "audio.npy", clips.audio)
+        table = {
+            "stim_id": [str(s) for s in clips.stim_id],
+            "onset_s": [float(t) for t in clips.onset_s],
+            "label": [str(s) for s in clips.label],
+        }
+        if clips.source is not None:
+            table["source"] = [str(s) for s in clips.source]
+        (tmp / "clips" / "clips.json").write_text(json.dumps(table), encoding="utf-8")
+        subject_meta = {}
+        for subject, prepared in subjects.items():
+            sub_dir = tmp / f"sub-{subject}"
+            sub_dir.mkdir()
+            counts = {}
+            n_voxels = None
+            for split, (fmri, clip_index) in prepared.splits.items():
+                if split not in SPLITS:
+                    raise BenchError(f"{dataset}: unknown split {split!r}; expected one of {SPLITS}")
+                fmri = np.ascontiguousarray(fmri, dtype=np.float32)
+                clip_index = np.asarray(clip_index, dtype=np.int64)
+                if fmri.shape[0] != clip_index.shape[0]:
+                    raise BenchError(f"{dataset}/{subject}/{split}: {fmri.shape[0]} rows vs {clip_index.shape[0]} clip indices")
+                if clip_index.size and (clip_index.min() < 0 or clip_index.max() >= clips.n_clips):
+                    raise BenchError(f"{dataset}/{subject}/{split}: clip index out of range 0..{clips.n_clips - 1}")
+                if not np.isfinite(fmri).all():
+                    raise BenchError(f"{dataset}/{subject}/{split}: fmri holds NaN or inf values; clean them before writing")
+                if n_voxels is not None and fmri.shape[1] != n_voxels:
+                    raise BenchError(f"{dataset}/{subject}: splits disagree on n_voxels ({n_voxels} vs {fmri.shape[1]})")
+                n_voxels = fmri.shape[1]
+                np.save(sub_dir / f"{split}.fmri.npy", fmri)
+                np.save(sub_dir / f"{split}.clip.npy", clip_index)
+                counts[split] = int(fmri.shape[0])
+            subject_meta[subject] = {"n_voxels": int(n_voxels or 0), "n_samples": counts, **prepared.info}
+        manifest = {
+            "format": FORMAT_VERSION,
+            "dataset": dataset,
+            "version": version,
+            "sample_rate": SAMPLE_RATE,
+            "n_clips": clips.n_clips,
+            "clip_samples": int(clips.audio.shape[1]),
+            "settings": settings,
+            "sources": sources or [],
+            "subjects": subject_meta,
+            **(extra or {}),
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
+    return target
+
+
+# ----------------------------------------------------------------------------------------------
+# reading
+
+
+def prepared_dir(dataset: str, version: str, root: str | os.PathLike | None = None) -> Path:
+    return data_root(root) / dataset / version
+
+
+def read_manifest(folder: Path) -> dict:
+    manifest = read_json(folder / MANIFEST, what="prepared-data manifest")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION:
+        raise BenchError(
+            f"prepared-data manifest {folder / MANIFEST} has an unknown format; "
+            f"delete {folder} and prepare the dataset again"
+        )
+    return manifest
+
+
+def _load_npy(path: Path, mmap: bool = False) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except FileNotFoundError:
+        raise BenchError(f"prepared file {path} is missing; prepare the dataset again") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise BenchError(f"prepared file {path} is corrupt ({exc}); delete its dataset folder and prepare again") from None
+
+
+def read_clips(folder: Path, mmap: bool = True) -> ClipTable:
+    audio = _load_npy(folder / "clips" / "audio.npy", mmap=mmap)
+    table = read_json(folder / "clips" / "clips.json", what="clip table")
+    try:
+        return ClipTable(
+            audio=audio,
+            stim_id=np.asarray(table["stim_id"], dtype=object),
+            onset_s=np.asarray(table["onset_s"], dtype=np.float64),
+            label=np.asarray(table["label"], dtype=object),
+            source=np.asarray(table["source"], dtype=object) if "source" in table else None,
+        )
+    except KeyError as exc:
+        raise BenchError(f"clip table {folder / 'clips' / 'clips.json'} lacks field {exc}; prepare again") from None
+
+
+def read_split(folder: Path, subject: str, split: str, clips: ClipTable | None = None) -> Split:
+    manifest = read_manifest(folder)
+    if subject not in manifest["subjects"]:
+        raise BenchError(
+            f"subject {subject!r} is not in {manifest['dataset']} (prepared: {', '.join(manifest['subjects'])})"
+        )
+    if split not in manifest["subjects"][subject]["n_samples"]:
+        raise BenchError(
+            f"{manifest['dataset']} has no split {split!r} for subject {subject} "
+            f"(has: {', '.join(manifest['subjects'][subject]['n_samples'])})"
+        )
+    sub_dir = folder / f"sub-{subject}"
+    fmri = _load_npy(sub_dir / f"{split}.fmri.npy")
+    clip_index = _load_npy(sub_dir / f"{split}.clip.npy")
+    if fmri.dtype != np.float32:
+        raise BenchError(f"prepared file {sub_dir / f'{split}.fmri.npy'} is {fmri.dtype}, expected float32; prepare again")
+    return Split(
+        dataset=manifest["dataset"],
+        version=manifest["version"],
+        subject=subject,
+        split=split,
+        fmri=fmri,
+        clip_index=clip_index,
+        clips=clips if clips is not None else read_clips(folder),
+        info={"settings": manifest.get("settings", {}), **manifest["subjects"][subject]},
+    )
+
+
+def load_split(
+    name: str,
+    subject: str,
+    split: str,
+    data_root: str | os.PathLike | None = None,
+    scale: str = "default",
+) -> Split:
+    """Load one subject's split of a prepared dataset.
+
+    Simulated datasets are generated (deterministically) on first use; real ones must have been
+    prepared with ``bench data prepare``. Returns a :class:`Split` with ``fmri`` (n, V) float32,
+    ``audio`` (n, samples) float32 at 16 kHz, ``stim_id``, ``onset_s``, ``label`` and ``subject``.
+    """
+    from bench.datasets import get_dataset
+
+    return get_dataset(name).load_split(subject, split, data_root=data_root, scale=scale)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def describe_sources(paths: Iterable[Path], base: Path | None = None) -> list[dict]:
+    """Size and sha256 of each source file, for the manifest (provenance of a preparation)."""
+    out = []
+    for p in sorted(Path(x) for x in paths):
+        out.append(
+            {
+                "path": str(p.relative_to(base)) if base else str(p),
+                "bytes": p.stat().st_size,
+                "sha256": sha256_file(p),
+            }
+        )
+    return out

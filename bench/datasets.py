@@ -1,0 +1,211 @@
+"""The dataset catalogue (``datasets.yaml``) and one object per dataset.
+
+A dataset is a catalogue entry plus a way to get prepared data: simulated datasets are generated
+on first use; real ones are prepared from the public releases by ``bench.prepare.<name>``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.data import ClipTable, Split, data_root, prepared_dir, read_clips, read_manifest, read_split, write_prepared
+from bench.errors import BenchError, NotPreparedError
+
+CATALOGUE_ENV = "BENCH_DATASETS_YAML"
+REQUIRED_FIELDS = ("kind", "version", "title", "subjects", "sample_rate", "clip_seconds", "n_patch", "label_kind")
+
+
+def catalogue_path() -> Path:
+    """datasets.yaml: ``$BENCH_DATASETS_YAML``, else the one at the repository / install root."""
+    env = os.environ.get(CATALOGUE_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "datasets.yaml"
+
+
+@functools.lru_cache(maxsize=4)
+def _read_catalogue(path: str) -> dict:
+    import yaml
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BenchError(f"dataset catalogue {path} not found; set ${CATALOGUE_ENV} or reinstall") from None
+    except yaml.YAMLError as exc:
+        raise BenchError(f"dataset catalogue {path} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("datasets"), dict):
+        raise BenchError(f"dataset catalogue {path} must have a top-level 'datasets:' mapping")
+    for name, entry in raw["datasets"].items():
+        missing = [f for f in REQUIRED_FIELDS if f not in (entry or {})]
+        if missing:
+            raise BenchError(f"dataset catalogue {path}: entry {name!r} lacks field(s) {', '.join(missing)}")
+        if entry["kind"] not in ("real", "simulated"):
+            raise BenchError(f"dataset catalogue {path}: {name}.kind must be 'real' or 'simulated', got {entry['kind']!r}")
+        if not isinstance(entry["subjects"], list) or not entry["subjects"]:
+            raise BenchError(f"dataset catalogue {path}: {name}.subjects must be a non-empty list")
+    return raw
+
+
+def catalogue() -> dict:
+    return _read_catalogue(str(catalogue_path()))
+
+
+@dataclass
+class Dataset:
+    """One catalogue entry. ``spec`` is the raw YAML mapping."""
+
+    name: str
+    spec: dict = field(repr=False)
+
+    # -- catalogue facts --------------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        return self.spec["kind"]
+
+    @property
+    def subjects(self) -> list[str]:
+        return [str(s) for s in self.spec["subjects"]]
+
+    @property
+    def clip_samples(self) -> int:
+        return int(round(float(self.spec["clip_seconds"]) * int(self.spec["sample_rate"])))
+
+    def version(self, scale: str = "default") -> str:
+        """The prepared-data version: catalogue version, plus the generator version and scale for sims."""
+        v = str(self.spec["version"])
+        if self.kind == "simulated":
+            from bench.simulate import SIM_VERSION
+
+            v = f"{v}-gen{SIM_VERSION}"
+            if scale != "default":
+                v = f"{v}+{scale}"
+        elif scale != "default":
+            raise BenchError(f"--scale applies to simulated datasets only; {self.name} is real")
+        return v
+
+    # -- state ------------------------------------------------------------------------------
+    def folder(self, root=None, scale: str = "default") -> Path:
+        return prepared_dir(self.name, self.version(scale), root)
+
+    def is_prepared(self, root=None, scale: str = "default") -> bool:
+        return (self.folder(root, scale) / "manifest.json").exists()
+
+    def is_available(self, root=None) -> bool:
+        """Usable now: prepared, or simulated (generated on first use)."""
+        return self.kind == "simulated" or self.is_prepared(root)
+
+    def state(self, root=None) -> str:
+        if self.is_prepared(root):
+            return "prepared"
+        if self.kind == "simulated":
+            return "simulated (generated on first use)"
+        return f"not prepared: run `{self.spec.get('prepare', f'bench data prepare {self.name}')}`"
+
+    # -- data ---------------------------------------------------------------------------------
+    def ensure_prepared(self, root=None, scale: str = "default", params: dict | None = None) -> Path:
+        folder = self.folder(root, scale)
+        if (folder / "manifest.json").exists():
+            return folder
+        if self.kind == "real":
+            raise NotPreparedError(
+                f"dataset {self.name} is not prepared under {data_root(root)}; "
+                f"run `{self.spec.get('prepare', f'bench data prepare {self.name}')}`"
+            )
+        return self.generate(root, scale, params)
+
+    def generate(self, root=None, scale: str = "default", params: dict | None = None) -> Path:
+        """Generate a simulated dataset and write it under the data root (atomically)."""
+        from bench.simulate import SCALES, simulate
+
+        kind = self.spec["generator"]
+        if scale not in SCALES[kind]:
+            raise BenchError(f"unknown scale {scale!r} for {self.name}; choose from {', '.join(SCALES[kind])}")
+        sim_params = dict(SCALES[kind][scale])
+        sim_params.update(self.spec.get("params", {}) if scale == "default" else {})
+        sim_params.update(params or {})
+        clips, subjects, settings = simulate(kind, self.subjects, int(self.spec.get("seed", 0)), sim_params)
+        return write_prepared(
+            data_root(root),
+            self.name,
+            self.version(scale),
+            clips,
+            subjects,
+            settings={"generator": kind, "scale": scale, **settings},
+            sources=[],
+        )
+
+    def manifest(self, root=None, scale: str = "default") -> dict:
+        return read_manifest(self.ensure_prepared(root, scale))
+
+    def load_split(self, subject: str, split: str, data_root=None, scale: str = "default") -> Split:
+        if str(subject) not in self.subjects:
+            raise BenchError(f"subject {subject!r} is not in {self.name}; subjects: {', '.join(self.subjects)}")
+        folder = self.ensure_prepared(data_root, scale)
+        return read_split(folder, str(subject), split, clips=_clips_cached(str(folder)))
+
+    def prepared_subjects(self, root=None, scale: str = "default") -> list[str]:
+        """Subjects present in the prepared data (a real source may lack some)."""
+        return [s for s in self.subjects if s in self.manifest(root, scale)["subjects"]]
+
+    def prepare(self, **kwargs: Any) -> Path:
+        """Prepare a real dataset from its public release (see ``bench.prepare``)."""
+        if self.kind == "simulated":
+            return self.generate(kwargs.get("root"), kwargs.get("scale", "default"))
+        module_name = self.spec.get("preparer")
+        if not module_name:
+            raise BenchError(f"dataset {self.name} declares no preparer in datasets.yaml")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                raise BenchError(f"the preparer for {self.name} ({module_name}) is not available in this version") from None
+            raise
+        return module.prepare(self, **kwargs)
+
+
+@functools.lru_cache(maxsize=8)
+def _clips_cached(folder: str) -> ClipTable:
+    # Clip audio is memory-mapped; caching the table keeps train/test/prompt splits sharing it.
+    return read_clips(Path(folder))
+
+
+def dataset_names() -> list[str]:
+    return list(catalogue()["datasets"])
+
+
+def get_dataset(name: str) -> Dataset:
+    cat = catalogue()["datasets"]
+    if name not in cat:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(cat), n=3)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise BenchError(f"unknown dataset {name!r}.{hint} Available: {', '.join(cat)} (groups: {', '.join(groups())})")
+    return Dataset(name, cat[name])
+
+
+def groups(root=None) -> dict[str, list[str]]:
+    g = dict(catalogue().get("groups", {}))
+    g["all"] = [n for n in dataset_names() if get_dataset(n).is_available(root)]
+    return g
+
+
+def resolve_datasets(spec: str, root=None) -> list[str]:
+    """Expand "a,b", a group ("sim", "paper", "all") or one name into checked dataset names."""
+    names: list[str] = []
+    g = groups(root)
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        expanded = g[part] if part in g else [get_dataset(part).name]
+        names.extend(n for n in expanded if n not in names)
+    if not names:
+        raise BenchError(f"no dataset selected by {spec!r}; `bench data ls` lists them")
+    return names
