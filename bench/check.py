@@ -1,0 +1,102 @@
+"""Drift check: rerun a pinned smoke configuration and compare every metric with golden values.
+
+The smoke configuration is fixed here (simulated datasets, tiny profile, one subject, seed 0, CPU)
+so a change in any method, metric or the simulator shows up as a readable diff and a non-zero exit.
+Golden values live in ``leaderboards/golden/smoke.json``; ``bench check --update`` rewrites them.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.io import read_json, write_json
+
+SMOKE = {
+    "methods": ["lir", "mlp"],
+    "datasets": ["sim-sound", "sim-music", "sim-speech"],
+    "subjects": ["sim01"],
+    "seeds": [0],
+    "profile": "tiny",
+    "device": "cpu",
+}
+GOLDEN_FILE = Path(__file__).resolve().parent.parent / "leaderboards" / "golden" / "smoke.json"
+
+
+@dataclass
+class Drift:
+    where: str
+    metric: str
+    golden: float | None
+    current: float | None
+    tolerance: float
+
+    def line(self) -> str:
+        g = "missing" if self.golden is None else f"{self.golden:.6g}"
+        c = "missing" if self.current is None else f"{self.current:.6g}"
+        delta = "" if self.golden is None or self.current is None else f"  (Δ {self.current - self.golden:+.3g}, tolerance ±{self.tolerance:g})"
+        return f"  {self.where:<34} {self.metric:<14} golden {g:<12} now {c:<12}{delta}"
+
+
+def collect_smoke_values(runs: Path, data_root=None, progress: bool = False, echo=print) -> dict:
+    """Run the smoke cells into ``runs`` and return {dataset/method/subject/seed: {metric: value}}."""
+    from bench.runner import plan_cells, run_cells
+
+    cells = plan_cells(SMOKE["methods"], SMOKE["datasets"], SMOKE["subjects"], SMOKE["seeds"], SMOKE["profile"], data_root=data_root)
+    summary = run_cells(cells, runs=runs, data_root=data_root, device=SMOKE["device"], progress=progress, echo=echo)
+    values = {}
+    for o in summary.outcomes:
+        c = o.cell
+        key = f"{c.dataset}/{c.method}/{c.subject}/seed{c.seed}"
+        values[key] = {
+            m: (None if v["status"] != "ok" else _as_float(v["value"])) for m, v in sorted(o.record["metrics"].items())
+        }
+    return values
+
+
+def _as_float(v) -> float:
+    return float(v)
+
+
+def compare(golden: dict, current: dict) -> list[Drift]:
+    from metrics import metric_spec
+
+    drifts = []
+    for where in sorted(set(golden) | set(current)):
+        g_metrics, c_metrics = golden.get(where, {}), current.get(where, {})
+        for m in sorted(set(g_metrics) | set(c_metrics)):
+            g, c = g_metrics.get(m), c_metrics.get(m)
+            tol = metric_spec(m).tolerance
+            if g is None and c is None:
+                continue
+            if g is None or c is None or (math.isnan(g) != math.isnan(c)) or (not math.isnan(g) and abs(g - c) > tol):
+                drifts.append(Drift(where, m, g, c, tol))
+    return drifts
+
+
+def run_check(update: bool = False, golden_file: Path = GOLDEN_FILE, data_root=None, progress: bool = False, echo=print) -> int:
+    """Returns the exit code: 0 when every metric is within tolerance (or after --update), else 1."""
+    with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
+        current = collect_smoke_values(Path(tmp), data_root=data_root, progress=progress, echo=echo)
+    if update:
+        write_json(golden_file, {"smoke": SMOKE, "values": current})
+        echo(f"golden values written to {golden_file} ({sum(len(v) for v in current.values())} metrics)")
+        return 0
+    if not golden_file.exists():
+        raise BenchError(f"no golden values at {golden_file}; create them with `bench check --update`")
+    golden = read_json(golden_file, what="golden values file")
+    if golden.get("smoke") != SMOKE:
+        raise BenchError(f"{golden_file} was made for another smoke configuration; run `bench check --update` after review")
+    drifts = compare(golden["values"], current)
+    n = sum(len(v) for v in current.values())
+    if drifts:
+        echo(f"DRIFT: {len(drifts)} of {n} metric values moved beyond tolerance:")
+        for d in drifts:
+            echo(d.line())
+        echo("If the change is intended, run `bench check --update` and commit leaderboards/golden/smoke.json.")
+        return 1
+    echo(f"ok: {n} metric values within tolerance of {golden_file.name}")
+    return 0

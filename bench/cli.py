@@ -1,0 +1,228 @@
+"""The ``bench`` command line: run, leaderboard, check, data, list.
+
+User errors (``BenchError``) print one line on stderr and exit with status 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from bench.errors import BenchError
+
+app = typer.Typer(
+    help="brain2audio-bench: reproducible fMRI-to-audio reconstruction benchmarks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="List, describe and prepare datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+DataRoot = typer.Option(None, "--data-root", help="Prepared-data folder (default: $BENCH_DATA or the user cache).")
+RunsDir = typer.Option(None, "--runs", help="Folder of run records (default: $BENCH_RUNS or ./runs).")
+
+
+def _parse_sets(pairs: list[str] | None) -> dict:
+    import yaml
+
+    out = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise BenchError(f"--set expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise BenchError(f"--set {key}: cannot parse value {raw!r}; use YAML syntax, e.g. 0.5, true, [256, 256]") from None
+    return out
+
+
+def _parse_seeds(spec: str) -> list[int]:
+    try:
+        return [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        raise BenchError(f"--seeds expects comma-separated integers, got {spec!r}") from None
+
+
+@app.command()
+def run(
+    method: str = typer.Option(..., "--method", "-m", help="Method name, comma list, or 'all'."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name, comma list, or group (sim, paper, all)."),
+    subjects: Optional[str] = typer.Option(None, "--subjects", help="Comma-separated subjects (default: all)."),
+    seeds: str = typer.Option("0", "--seeds", help="Comma-separated seeds."),
+    profile: str = typer.Option("tiny", "--profile", help="tiny (CPU, seconds) or paper (the published setting)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    scale: str = typer.Option("default", "--scale", help="Simulated datasets only: default or paper sizes."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Recompute cells that already have records."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a method parameter: KEY=VALUE (YAML value)."),
+    error_score: str = typer.Option("raise", "--error-score", help="raise (default) or nan: skip a crashing cell and go on."),
+    runs: Optional[Path] = RunsDir,
+    data_root: Optional[Path] = DataRoot,
+    leaderboard: bool = typer.Option(True, "--leaderboard/--no-leaderboard", help="Rewrite leaderboards afterwards."),
+    out: Path = typer.Option(Path("leaderboards"), "--out", help="Leaderboard folder."),
+):
+    """Train, predict, score and record every (method, dataset, subject, seed) cell; finished cells are skipped."""
+    from bench.datasets import resolve_datasets
+    from bench.runner import plan_cells, run_cells, runs_dir
+    from methods import METHODS
+
+    if profile not in ("tiny", "paper"):
+        raise BenchError(f"--profile must be tiny or paper, got {profile!r}")
+    if error_score not in ("raise", "nan"):
+        raise BenchError(f"--error-score must be raise or nan, got {error_score!r}")
+    methods = METHODS.resolve_many(method)
+    datasets = resolve_datasets(dataset, data_root)
+    subj = [s.strip() for s in subjects.split(",")] if subjects else None
+    cells = plan_cells(methods, datasets, subj, _parse_seeds(seeds), profile, scale, _parse_sets(set_), data_root)
+    rdir = runs_dir(runs)
+    from tqdm.auto import tqdm
+
+    summary = run_cells(cells, runs=rdir, data_root=data_root, device=device, overwrite=overwrite,
+                        error_score=error_score, progress=sys.stderr.isatty(), echo=tqdm.write)
+    typer.echo(f"{summary.count('done')} done, {summary.count('skipped')} skipped, {summary.count('failed')} failed; records in {rdir}")
+    if leaderboard:
+        _write_leaderboards(rdir, out)
+    if summary.count("failed"):
+        raise typer.Exit(1)
+
+
+def _write_leaderboards(rdir: Path, out: Path) -> None:
+    from bench.leaderboard import write_leaderboards
+    from bench.records import iter_records
+
+    records = iter_records(rdir)
+    if not records:
+        raise BenchError(f"no run records under {rdir}; run `bench run` first")
+    for path in write_leaderboards(records, out):
+        typer.echo(f"wrote {path}")
+
+
+@app.command("leaderboard")
+def leaderboard_cmd(
+    runs: Optional[Path] = RunsDir,
+    out: Path = typer.Option(Path("leaderboards"), "--out", help="Folder for <dataset>.md files."),
+):
+    """Write leaderboards/<dataset>.md from the run records."""
+    from bench.runner import runs_dir
+
+    _write_leaderboards(runs_dir(runs), out)
+
+
+@app.command()
+def check(
+    update: bool = typer.Option(False, "--update", help="Rewrite the golden values instead of comparing."),
+    data_root: Optional[Path] = DataRoot,
+):
+    """Rerun the pinned smoke configuration and compare every metric with leaderboards/golden/."""
+    from bench.check import run_check
+
+    code = run_check(update=update, data_root=data_root, echo=typer.echo)
+    raise typer.Exit(code)
+
+
+@app.command("list")
+def list_cmd():
+    """List registered methods and metrics (imports no torch)."""
+    from methods import METHODS
+    from metrics import METRICS
+
+    typer.echo("methods: " + ", ".join(METHODS.names()))
+    typer.echo("metrics: " + ", ".join(METRICS.names()))
+
+
+@data_app.command("ls")
+def data_ls(data_root: Optional[Path] = DataRoot):
+    """List every dataset and its state."""
+    from tabulate import tabulate
+
+    from bench.data import data_root as root_of
+    from bench.datasets import dataset_names, get_dataset
+
+    rows = []
+    for name in dataset_names():
+        ds = get_dataset(name)
+        rows.append([name, ds.kind, ds.spec["version"], len(ds.subjects), ds.spec["label_kind"], ds.state(data_root)])
+    typer.echo(tabulate(rows, headers=["dataset", "kind", "version", "subjects", "labels", "state"]))
+    typer.echo(f"data root: {root_of(data_root)}")
+
+
+@data_app.command("describe")
+def data_describe(
+    name: str,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    scale: str = typer.Option("default", "--scale"),
+    data_root: Optional[Path] = DataRoot,
+):
+    """Per subject: n_voxels and the number of samples in each split (generates sim data if needed)."""
+    from bench.datasets import get_dataset
+
+    ds = get_dataset(name)
+    manifest = ds.manifest(data_root, scale)
+    info = {
+        "dataset": name,
+        "version": manifest["version"],
+        "kind": ds.kind,
+        "sample_rate": manifest["sample_rate"],
+        "clip_seconds": ds.spec["clip_seconds"],
+        "n_clips": manifest["n_clips"],
+        "subjects": {
+            s: {k: v for k, v in meta.items() if k in ("n_voxels", "n_samples", "noise_ceiling")}
+            for s, meta in manifest["subjects"].items()
+        },
+    }
+    if as_json:
+        typer.echo(json.dumps(info, indent=1, sort_keys=True))
+        return
+    from tabulate import tabulate
+
+    rows = []
+    for s, meta in info["subjects"].items():
+        nc = meta.get("noise_ceiling") or {}
+        rows.append([s, meta["n_voxels"], *(meta["n_samples"].get(k, 0) for k in ("train", "test", "prompt")),
+                     f"{nc['analytic_r']:.3f}" if "analytic_r" in nc else "-"])
+    typer.echo(f"{name} {info['version']} ({ds.kind}), {info['n_clips']} clips of {info['clip_seconds']} s at {info['sample_rate']} Hz")
+    typer.echo(tabulate(rows, headers=["subject", "n_voxels", "train", "test", "prompt", "noise ceiling r"]))
+
+
+@data_app.command("prepare")
+def data_prepare(
+    name: str,
+    source: Optional[Path] = typer.Option(None, "--source", help="The dataset's release folder."),
+    stimuli: Optional[Path] = typer.Option(None, "--stimuli", help="Stimulus audio folder (GTZAN genres/, VGGSound clips)."),
+    scale: str = typer.Option("default", "--scale", help="Simulated datasets: default or paper sizes."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Preparation setting KEY=VALUE (YAML value)."),
+    data_root: Optional[Path] = DataRoot,
+):
+    """Prepare a dataset into the data root (simulated ones: generate)."""
+    from bench.datasets import get_dataset
+
+    ds = get_dataset(name)
+    if ds.kind == "simulated":
+        folder = ds.generate(data_root, scale, _parse_sets(set_))
+    else:
+        if source is None:
+            raise BenchError(f"{name} needs --source; usage: {ds.spec.get('prepare')}")
+        if not source.exists():
+            raise BenchError(f"--source {source} does not exist")
+        folder = ds.prepare(source=source, stimuli=stimuli, root=data_root, **_parse_sets(set_))
+    typer.echo(f"prepared {name} in {folder}")
+
+
+def main() -> None:
+    try:
+        app()
+    except BenchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: finished cells are kept; rerun the same command to resume", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

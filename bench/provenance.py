@@ -1,0 +1,54 @@
+"""Where a result came from: git sha, package versions, machine, device."""
+
+from __future__ import annotations
+
+import functools
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGES = ("brain2audio-bench", "torch", "numpy", "scipy", "scikit-learn", "pandas", "diffusers", "transformers")
+
+
+@functools.lru_cache(maxsize=1)
+def git_info() -> dict:
+    """sha and dirty flag of the checkout the code runs from ("unknown" outside a git checkout)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        if sha.returncode != 0:
+            return {"sha": "unknown", "dirty": None}
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10
+        )
+        return {"sha": sha.stdout.strip(), "dirty": bool(status.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"sha": "unknown", "dirty": None}
+
+
+@functools.lru_cache(maxsize=1)
+def package_versions() -> dict:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def machine_info(device: str) -> dict:
+    info = {"platform": platform.platform(), "machine": platform.machine(), "device": device}
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        if device.startswith("cuda"):
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except Exception:  # provenance must never break a run
+        pass
+    info["argv"] = " ".join(sys.argv[1:])
+    return info

@@ -1,0 +1,289 @@
+"""The runner: a cell = (method, dataset, subject, seed, profile); train, predict, score, record.
+
+Finished cells are found by their config hash before any data is loaded and skipped (MOABB's
+habit); ``overwrite=True`` recomputes. Records and predictions are written atomically at the end
+of a cell, so an interrupted run resumes at the first unfinished cell with nothing lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import bench
+from bench.errors import BenchError
+from bench.io import ensure_writable_dir, write_json, write_npz
+from bench.records import SCHEMA_VERSION, config_hash, load_record, record_path
+
+log = logging.getLogger("bench.runner")
+
+DEFAULT_RUNS_DIR = "runs"
+
+
+def runs_dir(path: str | os.PathLike | None = None) -> Path:
+    """Where records live: the argument, else ``$BENCH_RUNS``, else ./runs."""
+    return Path(path or os.environ.get("BENCH_RUNS") or DEFAULT_RUNS_DIR)
+
+
+@dataclass(frozen=True)
+class Cell:
+    method: str
+    dataset: str
+    subject: str
+    seed: int
+    profile: str = "tiny"
+    scale: str = "default"
+    overrides: tuple = ()  # ((key, value), ...) from --set
+
+    def label(self) -> str:
+        return f"{self.method} {self.dataset} sub-{self.subject} seed {self.seed} ({self.profile})"
+
+
+@dataclass
+class CellOutcome:
+    cell: Cell
+    status: str  # "done", "skipped", "failed"
+    path: Path | None = None
+    record: dict | None = None
+    error: str = ""
+
+
+def resolve_config(cell: Cell, data_root=None) -> dict:
+    """The cell's full configuration, whose hash identifies the result."""
+    from bench.datasets import get_dataset
+    from methods import get_method
+
+    method_cls = get_method(cell.method)
+    method = method_cls.from_profile(cell.profile, dict(cell.overrides))
+    method.validate_params()
+    dataset = get_dataset(cell.dataset)
+    return {
+        "method": cell.method,
+        "params": _jsonable(method.get_params()),
+        "profile": cell.profile,
+        "dataset": cell.dataset,
+        "dataset_version": dataset.version(cell.scale),
+        "scale": cell.scale,
+        "subject": cell.subject,
+        "seed": int(cell.seed),
+        "suite_version": bench.__version__,
+    }
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+class PeakMemory:
+    """Peak resident memory of this process during a block, sampled every 20 ms (MiB)."""
+
+    def __init__(self, interval: float = 0.02):
+        self.interval = interval
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def rss_mb() -> float:
+        try:
+            with open("/proc/self/statm") as fh:
+                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        except (OSError, ValueError):
+            import resource
+
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, self.rss_mb())
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self.peak_mb = self.rss_mb()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, self.rss_mb())
+
+
+def run_cell(
+    cell: Cell,
+    *,
+    runs: Path,
+    data_root=None,
+    device: str = "cpu",
+    overwrite: bool = False,
+    metrics: list[str] | None = None,
+    progress: bool = False,
+) -> CellOutcome:
+    """Run one cell unless its record exists; return what happened."""
+    config = resolve_config(cell, data_root)
+    path = record_path(runs, config)
+    if path.exists() and not overwrite:
+        try:
+            return CellOutcome(cell, "skipped", path, load_record(path))
+        except BenchError as exc:
+            raise BenchError(f"{exc} (or pass --overwrite)") from None
+
+    import torch
+
+    from bench.datasets import get_dataset
+    from bench.provenance import git_info, machine_info, package_versions
+    from methods import get_method
+    from methods.base import resolve_device
+    from metrics import METRICS, EvalContext, MetricResult
+
+    device = resolve_device(device)
+    dataset = get_dataset(cell.dataset)
+    t_start = time.perf_counter()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    with PeakMemory() as mem:
+        train = dataset.load_split(cell.subject, "train", data_root=data_root, scale=cell.scale)
+        test = dataset.load_split(cell.subject, "test", data_root=data_root, scale=cell.scale)
+        method = get_method(cell.method).from_profile(cell.profile, dict(cell.overrides))
+        t0 = time.perf_counter()
+        method.fit(train, device=device, random_state=cell.seed, progress=progress)
+        fit_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        rec = method.predict(test)
+        predict_s = time.perf_counter() - t0
+        _check_reconstruction(rec, test, cell)
+        t0 = time.perf_counter()
+        ctx = EvalContext(rec, test, method)
+        results: dict[str, MetricResult] = {}
+        higher: dict[str, bool] = {}
+        for name in metrics or METRICS.names():
+            spec = METRICS.get(name)
+            out = spec.evaluate(ctx)
+            for key, res in (out.items() if isinstance(out, dict) else [(name, out)]):
+                results[key] = res
+                higher[key] = spec.higher_is_better
+        score_s = time.perf_counter() - t0
+
+    pred_name = path.with_suffix(".npz").name
+    arrays = {"audio": rec.audio.astype(np.float32), "clip_index": test.clip_index}
+    if rec.mel is not None:
+        arrays["mel"] = rec.mel.astype(np.float32)
+    for fname, values in rec.features.items():
+        arrays[f"feature_{fname}"] = np.asarray(values, dtype=np.float32)
+    write_npz(path.with_suffix(".npz"), **arrays)
+    from bench.data import sha256_file
+
+    record = {
+        "schema": SCHEMA_VERSION,
+        "key": config_hash(config)[:12],
+        "config": config,
+        "config_hash": config_hash(config),
+        "dataset": {
+            "name": cell.dataset,
+            "version": config["dataset_version"],
+            "kind": dataset.kind,
+            "n_train": int(train.n_samples),
+            "n_test": int(test.n_samples),
+            "n_voxels": int(train.n_voxels),
+            "noise_ceiling": test.info.get("noise_ceiling"),
+        },
+        "metrics": {k: v.to_json() for k, v in sorted(results.items())},
+        "higher_is_better": dict(sorted(higher.items())),
+        "method_info": {"display_name": getattr(method, "display_name", cell.method), "components": method.describe_components(), **_jsonable(rec.info)},
+        "timing": {"fit_s": round(fit_s, 3), "predict_s": round(predict_s, 3), "score_s": round(score_s, 3), "wall_s": round(time.perf_counter() - t_start, 3)},
+        "memory": {
+            "peak_rss_mb": round(mem.peak_mb, 1),
+            "cuda_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.startswith("cuda") else None,
+        },
+        "provenance": {"git": git_info(), "packages": package_versions(), "machine": machine_info(device)},
+        "predictions": {"file": pred_name, "sha256": sha256_file(path.with_suffix(".npz"))},
+    }
+    write_json(path, record)
+    return CellOutcome(cell, "done", path, record)
+
+
+def _check_reconstruction(rec, test, cell: Cell) -> None:
+    audio = np.asarray(rec.audio)
+    if audio.ndim != 2 or audio.shape[0] != test.n_samples:
+        raise BenchError(f"method {cell.method} returned audio of shape {audio.shape}; expected ({test.n_samples}, samples)")
+    if not np.isfinite(audio).all():
+        raise BenchError(f"method {cell.method} returned non-finite audio for {cell.label()}")
+
+
+def plan_cells(
+    methods: list[str], datasets: list[str], subjects: list[str] | None, seeds: list[int], profile: str,
+    scale: str = "default", overrides: dict | None = None, data_root=None,
+) -> list[Cell]:
+    from bench.datasets import get_dataset
+
+    cells = []
+    ov = tuple(sorted((overrides or {}).items()))
+    for ds_name in datasets:
+        ds = get_dataset(ds_name)
+        if subjects:
+            unknown = [s for s in subjects if s not in ds.subjects]
+            if unknown:
+                raise BenchError(f"subject(s) {', '.join(unknown)} not in {ds_name}; its subjects: {', '.join(ds.subjects)}")
+            subs = list(subjects)
+        else:
+            subs = ds.prepared_subjects(data_root, scale) if ds.is_prepared(data_root, scale) else ds.subjects
+        for m in methods:
+            for s in subs:
+                for seed in seeds:
+                    cells.append(Cell(m, ds_name, s, int(seed), profile, scale, ov))
+    return cells
+
+
+@dataclass
+class RunSummary:
+    outcomes: list[CellOutcome] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+
+def run_cells(
+    cells: list[Cell], *, runs: Path, data_root=None, device: str = "cpu", overwrite: bool = False,
+    error_score: str = "raise", metrics: list[str] | None = None, progress: bool = True, echo=print,
+) -> RunSummary:
+    """Run cells in order; with ``error_score="nan"`` a failing cell is reported and skipped."""
+    from tqdm.auto import tqdm
+
+    ensure_writable_dir(runs, "runs folder")
+    summary = RunSummary()
+    bar = tqdm(cells, desc="cells", unit="cell", disable=not progress)
+    for cell in bar:
+        bar.set_postfix_str(cell.label(), refresh=False)
+        try:
+            outcome = run_cell(cell, runs=runs, data_root=data_root, device=device, overwrite=overwrite, metrics=metrics, progress=progress)
+        except BenchError:
+            raise
+        except Exception as exc:  # a crashed method: raise by default (MOABB's error_score="raise")
+            if error_score == "raise":
+                raise
+            outcome = CellOutcome(cell, "failed", error=f"{type(exc).__name__}: {exc}")
+        summary.outcomes.append(outcome)
+        if outcome.status == "done":
+            m = outcome.record["metrics"]
+            shown = ", ".join(
+                f"{k}={m[k]['value']:.3f}" for k in ("pcc", "psnr") if k in m and m[k]["status"] == "ok"
+            )
+            echo(f"done     {cell.label()}  {shown}  ({outcome.record['timing']['wall_s']:.1f} s)")
+        elif outcome.status == "skipped":
+            echo(f"skipped  {cell.label()}  (finished earlier: {outcome.path})")
+        else:
+            echo(f"FAILED   {cell.label()}  {outcome.error}")
+    return summary

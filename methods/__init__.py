@@ -1,0 +1,13 @@
+"""Registered reconstruction methods. Targets are lazy, so listing methods imports no torch."""
+
+from bench.registry import Registry
+
+METHODS: Registry = Registry("method")
+
+METHODS.register("lir", "methods.lir:LiR")
+METHODS.register("mlp", "methods.mlp:MLP")
+
+
+def get_method(name: str):
+    """The method class registered under ``name`` (unknown names suggest close ones)."""
+    return METHODS.get(name)

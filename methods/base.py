@@ -1,0 +1,199 @@
+"""The method contract: a class with ``fit(train)`` and ``predict(test) -> Reconstruction``.
+
+Like scikit-learn estimators, ``__init__`` only stores hyperparameters; ``fit`` validates them
+against ``param_constraints`` (one dict per class, so the CLI and the tests show the same
+messages), learns, and returns ``self``. Randomness comes only from ``random_state``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from numbers import Integral, Real
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+from bench.errors import BenchError
+
+
+@dataclass
+class Reconstruction:
+    """What a method returns for a test split.
+
+    audio: (n, samples) float32 at 16 kHz, the reconstructed waveforms
+    mel: (n, 64, frames) float32, the vocoder log-mel the audio was made from (None if none)
+    features: decoded intermediate features by name, each (n, d) float32; the same names appear
+        in ``Method.target_features(split)`` with the ground-truth values, so probes and
+        identification can score them
+    info: anything else worth keeping in the record (e.g. chosen alpha, epochs run)
+    """
+
+    audio: np.ndarray
+    mel: np.ndarray | None = None
+    features: dict[str, np.ndarray] = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------------
+# parameter constraints
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A number in [low, high] (either bound may be None); ``integer`` requires an int."""
+
+    low: float | None = None
+    high: float | None = None
+    integer: bool = False
+
+    def check(self, value: Any) -> bool:
+        if isinstance(value, bool):
+            return False
+        if self.integer and not isinstance(value, Integral):
+            return False
+        if not isinstance(value, Real):
+            return False
+        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+
+    def describe(self) -> str:
+        kind = "an int" if self.integer else "a number"
+        lo = "-inf" if self.low is None else self.low
+        hi = "inf" if self.high is None else self.high
+        return f"{kind} in [{lo}, {hi}]"
+
+
+@dataclass(frozen=True)
+class Options:
+    values: tuple
+
+    def check(self, value: Any) -> bool:
+        return value in self.values
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(repr(v) for v in self.values)
+
+
+@dataclass(frozen=True)
+class ListOf:
+    """A non-empty list/tuple whose items satisfy ``item``."""
+
+    item: Any
+    min_len: int = 1
+
+    def check(self, value: Any) -> bool:
+        return isinstance(value, (list, tuple)) and len(value) >= self.min_len and all(self.item.check(v) for v in value)
+
+    def describe(self) -> str:
+        return f"a list of {self.item.describe()}"
+
+
+@dataclass(frozen=True)
+class Boolean:
+    def check(self, value: Any) -> bool:
+        return isinstance(value, bool)
+
+    def describe(self) -> str:
+        return "true or false"
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+class Method:
+    """Base class. Subclasses set ``name``, ``profiles`` and ``param_constraints``."""
+
+    name: ClassVar[str] = ""
+    display_name: ClassVar[str] = ""
+    profiles: ClassVar[dict[str, dict[str, Any]]] = {}
+    param_constraints: ClassVar[dict[str, Any]] = {}
+
+    # -- sklearn-style parameter handling ---------------------------------------------------
+    @classmethod
+    def param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_params(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.param_names()}
+
+    @classmethod
+    def from_profile(cls, profile: str, overrides: dict[str, Any] | None = None) -> "Method":
+        if profile not in cls.profiles:
+            raise BenchError(f"method {cls.name} has no profile {profile!r}; choose from {', '.join(cls.profiles)}")
+        params = dict(cls.profiles[profile])
+        unknown = sorted(set(overrides or {}) - set(cls.param_names()))
+        if unknown:
+            raise BenchError(
+                f"method {cls.name} has no parameter {', '.join(map(repr, unknown))}; "
+                f"its parameters: {', '.join(cls.param_names())}"
+            )
+        params.update(overrides or {})
+        return cls(**params)
+
+    def validate_params(self) -> None:
+        for key, constraint in self.param_constraints.items():
+            value = getattr(self, key)
+            if not constraint.check(value):
+                raise BenchError(
+                    f"method {self.name}: parameter {key!r} must be {constraint.describe()}, "
+                    f"got {value!r} ({type(value).__name__}); fix it with --set {key}=..."
+                )
+
+    def check_is_fitted(self) -> None:
+        if not getattr(self, "fitted_", False):
+            raise BenchError(f"this {type(self).__name__} instance is not fitted yet; call fit(train) first")
+
+    # -- the contract ------------------------------------------------------------------------
+    def fit(self, train, *, device: str = "cpu", random_state: int = 0, progress: bool = False) -> "Method":
+        raise NotImplementedError
+
+    def predict(self, test) -> Reconstruction:
+        raise NotImplementedError
+
+    def target_features(self, split) -> dict[str, np.ndarray]:
+        """Ground-truth values of the features this method decodes, by the names ``predict`` uses."""
+        return {}
+
+    def describe_components(self) -> dict[str, Any]:
+        """The parts the method is made of (class names, checkpoints), kept in the record."""
+        return {}
+
+
+def check_fmri(X: np.ndarray, input_name: str = "fmri", n_voxels: int | None = None) -> np.ndarray:
+    """Validate an fMRI array: (n_samples, n_voxels), finite; returns it as float32."""
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise BenchError(f"{input_name} must be 2-D (n_samples, n_voxels), got shape {X.shape}")
+    if n_voxels is not None and X.shape[1] != n_voxels:
+        raise BenchError(f"{input_name} has {X.shape[1]} voxels but the method was fitted on {n_voxels}")
+    if X.shape[0] < 2:
+        raise BenchError(f"{input_name} has {X.shape[0]} samples; need at least 2")
+    X = X.astype(np.float32, copy=False)
+    if not np.isfinite(X).all():
+        raise BenchError(f"{input_name} contains NaN or inf values; clean the prepared data")
+    return X
+
+
+def set_seed(random_state: int) -> np.random.Generator:
+    """Seed torch (if imported) and return a numpy Generator; the only source of randomness."""
+    import torch
+
+    torch.manual_seed(random_state)
+    return np.random.default_rng(random_state)
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when available, else 'cpu'; 'cuda' without a GPU is a user error."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BenchError("--device cuda was asked for but torch sees no CUDA device; use --device cpu or auto")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise BenchError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return device
+
+
+Factory = Callable[..., Method]

@@ -1,0 +1,211 @@
+"""Metric registry entries: how each metric is computed from a reconstruction and its test split.
+
+The math lives in plain array functions (``metrics.spectral``, ``metrics.probes``, ...); an entry
+adapts one of them to the runner: which inputs it needs, whether it is per sample, which
+direction is better and how much drift ``bench check`` tolerates. A metric that cannot be
+computed returns ``MetricResult.unavailable(reason)``, never a guessed number.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from bench.registry import Registry
+
+
+@dataclass
+class MetricResult:
+    """value: the set-level number (mean over samples for per-sample metrics).
+
+    per_sample: (n,) float64 per-sample values where the metric is defined per sample
+    extra: side numbers (chance level, upper bound, CI, ...)
+    status: "ok" or "unavailable" (then ``reason`` says why and ``value`` is None)
+    """
+
+    value: float | None
+    per_sample: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+    status: str = "ok"
+    reason: str = ""
+
+    @classmethod
+    def unavailable(cls, reason: str) -> "MetricResult":
+        return cls(value=None, status="unavailable", reason=reason)
+
+    def to_json(self) -> dict:
+        out: dict[str, Any] = {"status": self.status}
+        if self.status != "ok":
+            out["reason"] = self.reason
+            return out
+        out["value"] = _num(self.value)
+        if self.per_sample is not None:
+            out["per_sample"] = [_num(v) for v in np.asarray(self.per_sample, dtype=np.float64)]
+        if self.extra:
+            out["extra"] = {k: _num(v) if isinstance(v, (float, np.floating)) else v for k, v in self.extra.items()}
+        return out
+
+
+def _num(v):
+    v = float(v)
+    if math.isnan(v):
+        return "nan"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return round(v, 8)
+
+
+def from_json_number(v) -> float:
+    return float(v) if not isinstance(v, str) else float(v)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A registered metric.
+
+    evaluate: callable(ctx) -> MetricResult, or dict[str, MetricResult] for a family
+        (e.g. one probe per decoded feature, named "probe:<feature>")
+    tolerance: absolute drift ``bench check`` accepts on the set-level value
+    """
+
+    name: str
+    label: str
+    evaluate: Callable
+    higher_is_better: bool
+    per_sample: bool
+    tolerance: float
+    description: str
+    paper_table: bool = False  # a column of the paper's Tables 1-3
+
+
+METRICS: Registry = Registry("metric")
+
+
+def register(spec: MetricSpec) -> MetricSpec:
+    METRICS.register(spec.name, spec)
+    return spec
+
+
+def metric_spec(name: str) -> MetricSpec:
+    """The spec for a metric or a family member ("probe:mel" -> the "probe" spec)."""
+    return METRICS.get(name.split(":", 1)[0])
+
+
+class EvalContext:
+    """Inputs shared by all metrics of one cell, computed lazily and once.
+
+    rec: the method's Reconstruction; test: the test Split; method: the fitted method.
+    """
+
+    def __init__(self, rec, test, method):
+        self.rec = rec
+        self.test = test
+        self.method = method
+        self._cache: dict[str, Any] = {}
+
+    def cached(self, key: str, compute: Callable[[], Any]) -> Any:
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    def eval_mels(self) -> tuple[np.ndarray, np.ndarray]:
+        """(reconstruction, reference) audioldm_eval mels, (n, 64, frames) in [0, 1]."""
+        from bench.audio import eval_mel
+        from bench.targets import clip_targets
+
+        def compute():
+            ref = clip_targets(self.test, "eval_mel", eval_mel)
+            rec = eval_mel(np.asarray(self.rec.audio, dtype=np.float32))
+            frames = min(ref.shape[-1], rec.shape[-1])
+            return rec[..., :frames], ref[..., :frames]
+
+        return self.cached("eval_mels", compute)
+
+    def target_features(self) -> dict[str, np.ndarray]:
+        return self.cached("target_features", lambda: self.method.target_features(self.test))
+
+
+# ----------------------------------------------------------------------------------------------
+# entries
+
+
+def _pcc(ctx: EvalContext) -> MetricResult:
+    from metrics.spectral import pcc
+
+    rec, ref = ctx.eval_mels()
+    values = pcc(rec, ref)
+    return MetricResult(value=_finite_mean(values), per_sample=values)
+
+
+def _psnr(ctx: EvalContext) -> MetricResult:
+    from metrics.spectral import psnr
+
+    rec, ref = ctx.eval_mels()
+    values = psnr(rec, ref)
+    return MetricResult(value=_finite_mean(values), per_sample=values, extra={"n_infinite": int(np.isinf(values).sum())})
+
+
+def _probe(ctx: EvalContext) -> dict[str, MetricResult]:
+    from metrics.probes import svm_probe
+
+    out = {}
+    labels = np.asarray(ctx.test.label, dtype=str)
+    if len(np.unique(labels)) < 2:
+        return {"probe": MetricResult.unavailable("the test split has fewer than two label classes")}
+    groups = np.asarray(ctx.test.stim_id, dtype=str)
+    truth = ctx.target_features()
+    for name, decoded in sorted(ctx.rec.features.items()):
+        res = svm_probe(decoded, labels, groups=groups, seed=0)
+        extra = {"chance": res.chance, "n_splits": res.n_splits}
+        if name in truth:
+            extra["upper_bound"] = svm_probe(truth[name], labels, groups=groups, seed=0).accuracy
+        out[f"probe:{name}"] = MetricResult(value=res.accuracy, extra=extra)
+    return out
+
+
+def _identification(ctx: EvalContext) -> dict[str, MetricResult]:
+    from metrics.identification import pairwise_identification
+
+    out = {}
+    truth = ctx.target_features()
+    for name, decoded in sorted(ctx.rec.features.items()):
+        if name not in truth:
+            continue
+        values = pairwise_identification(decoded, truth[name])
+        out[f"ident:{name}"] = MetricResult(value=_finite_mean(values), per_sample=values, extra={"chance": 0.5})
+    return out
+
+
+def _not_yet(reason: str) -> Callable[[EvalContext], MetricResult]:
+    def evaluate(ctx: EvalContext) -> MetricResult:
+        return MetricResult.unavailable(reason)
+
+    return evaluate
+
+
+def _finite_mean(values: np.ndarray) -> float:
+    from bench.stats import mean_finite
+
+    return mean_finite(values)
+
+
+register(MetricSpec("pcc", "PCC", _pcc, True, True, 2e-3,
+                    "Pearson r between the audioldm_eval mels of reconstruction and stimulus, per sample", True))
+register(MetricSpec("psnr", "PSNR", _psnr, True, True, 0.05,
+                    "10 log10(1 / MSE) between the [0, 1] audioldm_eval mels, per sample (dB)", True))
+_NETWORK_REASON = "needs pretrained {net} weights; this version does not compute it yet (issue #4)"
+register(MetricSpec("fd", "FD", _not_yet(_NETWORK_REASON.format(net="PANNs Cnn14 (16 kHz)")), False, False, 0.5,
+                    "Frechet distance of PANNs Cnn14 2048-d embeddings", True))
+register(MetricSpec("fad", "FAD", _not_yet(_NETWORK_REASON.format(net="VGGish")), False, False, 0.2,
+                    "Frechet distance of VGGish 128-d patch embeddings", True))
+register(MetricSpec("kl", "KL", _not_yet(_NETWORK_REASON.format(net="PANNs Cnn14 (16 kHz)")), False, True, 0.02,
+                    "KL divergence of PANNs Cnn14 class distributions, reference vs reconstruction", True))
+register(MetricSpec("clap", "CLAP", _not_yet(_NETWORK_REASON.format(net="LAION CLAP")), True, True, 0.005,
+                    "cosine similarity of LAION CLAP audio embeddings, reconstruction vs stimulus", True))
+register(MetricSpec("probe", "Probe acc", _probe, True, False, 0.02,
+                    "5-fold SVM accuracy of test labels from decoded features (folds grouped by stimulus)"))
+register(MetricSpec("ident", "Ident", _identification, True, True, 5e-3,
+                    "pairwise identification accuracy of decoded vs true features (chance 0.5)"))
