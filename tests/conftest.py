@@ -1,0 +1,88 @@
+"""Shared test setup: offline, temporary data/runs folders, a tiny dataset catalogue."""
+
+from __future__ import annotations
+
+import os
+
+# Nothing may download in tests.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def session_data_root(tmp_path_factory):
+    """One data root for the whole session, so simulated datasets are generated once."""
+    root = tmp_path_factory.mktemp("bench-data")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, session_data_root, tmp_path):
+    monkeypatch.setenv("BENCH_DATA", str(session_data_root))
+    monkeypatch.setenv("BENCH_RUNS", str(tmp_path / "runs"))
+    yield
+
+
+TINY_CATALOGUE = """
+groups:
+  sim: [tiny-sound, tiny-speech]
+datasets:
+  tiny-sound:
+    kind: simulated
+    version: "t1"
+    title: tiny simulated sound
+    generator: sound
+    seed: 7
+    mirrors: brain2sound
+    subjects: [sim01, sim02]
+    sample_rate: 16000
+    clip_seconds: 4.0
+    n_patch: 208
+    label_kind: sound category
+    params: {params_sound}
+  tiny-speech:
+    kind: simulated
+    version: "t1"
+    title: tiny simulated speech
+    generator: speech
+    seed: 7
+    mirrors: brain2speech
+    subjects: [sim01]
+    sample_rate: 16000
+    clip_seconds: 2.0
+    n_patch: 112
+    label_kind: speaker gender
+    params: {params_speech}
+  brain2sound:
+    kind: real
+    version: "1.0"
+    title: Brain2Sound
+    prepare: "bench data prepare brain2sound --source SOUNDRECON_DIR --stimuli VGGSOUND_DIR"
+    preparer: bench.prepare.brain2sound
+    subjects: [S1]
+    sample_rate: 16000
+    clip_seconds: 4.0
+    n_patch: 208
+    label_kind: sound category
+"""
+
+
+@pytest.fixture
+def tiny_catalogue(tmp_path, monkeypatch):
+    """A catalogue of two very small simulated datasets (and one unprepared real one)."""
+    import json
+
+    from bench import datasets
+    from tests.sim_sizes import TINY_SOUND, TINY_SPEECH
+
+    path = tmp_path / "datasets.yaml"
+    path.write_text(
+        TINY_CATALOGUE.format(params_sound=json.dumps(TINY_SOUND), params_speech=json.dumps(TINY_SPEECH)),
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("BENCH_DATASETS_YAML", str(path))
+    datasets._read_catalogue.cache_clear()
+    yield path
+    datasets._read_catalogue.cache_clear()
