@@ -77,10 +77,19 @@ def compare(golden: dict, current: dict) -> list[Drift]:
     return drifts
 
 
-def run_check(update: bool = False, golden_file: Path = GOLDEN_FILE, data_root=None, progress: bool = False, echo=print) -> int:
-    """Returns the exit code: 0 when every metric is within tolerance (or after --update), else 1."""
-    with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
-        current = collect_smoke_values(Path(tmp), data_root=data_root, progress=progress, echo=echo)
+def run_check(
+    update: bool = False, golden_file: Path = GOLDEN_FILE, data_root=None, progress: bool = False, echo=print,
+    runs: Path | None = None,
+) -> int:
+    """Returns the exit code: 0 when every metric is within tolerance (or after --update), else 1.
+
+    The smoke cells run into a fresh temporary folder unless ``runs`` is given (tests reuse one).
+    """
+    if runs is not None:
+        current = collect_smoke_values(Path(runs), data_root=data_root, progress=progress, echo=echo)
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
+            current = collect_smoke_values(Path(tmp), data_root=data_root, progress=progress, echo=echo)
     if update:
         write_json(golden_file, {"smoke": SMOKE, "values": current})
         echo(f"golden values written to {golden_file} ({sum(len(v) for v in current.values())} metrics)")

@@ -126,7 +126,7 @@ class MLP(DirectMelDecoder):
                 opt.zero_grad(set_to_none=True)
                 (loss + penalty).backward()
                 opt.step()
-                total += float(loss) * len(idx)
+                total += loss.item() * len(idx)
             self.loss_curve_.append(total / n_train)
             monitor = self.loss_curve_[-1]
             if len(val_idx):

@@ -1,0 +1,158 @@
+"""End-to-end harness tests on a tiny simulated catalogue: run, skip, resume, records, leaderboards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.errors import BenchError
+from bench.records import iter_records
+from bench.runner import Cell, plan_cells, run_cell, run_cells
+
+
+@pytest.fixture
+def runs(tmp_path):
+    return tmp_path / "runs"
+
+
+def _quiet(*_args, **_kw):
+    pass
+
+
+def test_load_split_contract(tiny_catalogue):
+    from bench.data import load_split
+
+    train = load_split("tiny-sound", "sim01", "train")
+    test = load_split("tiny-sound", "sim01", "test")
+    assert train.fmri.dtype == np.float32 and train.fmri.ndim == 2
+    assert train.audio.shape == (train.n_samples, 64000) and train.audio.dtype == np.float32
+    assert set(np.unique(train.onset_s)) == {0.0, 2.0, 4.0}
+    assert len(train.stim_id) == len(train.label) == train.n_samples
+    # test responses are averaged: one row per (stimulus, window)
+    assert len(set(zip(test.stim_id, test.onset_s))) == test.n_samples
+    assert set(train.stim_id).isdisjoint(set(test.stim_id))
+    prompt = load_split("tiny-speech", "sim01", "prompt")
+    assert prompt.n_samples == 4
+
+
+def test_run_writes_record_with_provenance_and_skips_rerun(tiny_catalogue, runs):
+    cell = Cell("lir", "tiny-sound", "sim01", 0, "tiny")
+    first = run_cell(cell, runs=runs)
+    assert first.status == "done" and first.path.exists()
+    rec = json.loads(first.path.read_text())
+    for key in ("config", "config_hash", "dataset", "metrics", "provenance", "timing", "memory", "predictions"):
+        assert key in rec
+    assert rec["config"]["dataset_version"].startswith("t1")
+    assert rec["provenance"]["packages"]["torch"]
+    assert rec["provenance"]["git"]["sha"]
+    assert rec["metrics"]["pcc"]["status"] == "ok"
+    assert len(rec["metrics"]["pcc"]["per_sample"]) == rec["dataset"]["n_test"]
+    assert rec["metrics"]["fd"]["status"] == "unavailable" and rec["metrics"]["fd"]["reason"]
+    assert "probe:mel" in rec["metrics"] and "upper_bound" in rec["metrics"]["probe:mel"]["extra"]
+    pred = np.load(first.path.with_suffix(".npz"))
+    assert pred["audio"].shape == (rec["dataset"]["n_test"], 64000)
+    again = run_cell(cell, runs=runs)
+    assert again.status == "skipped" and again.path == first.path
+    mtime = first.path.stat().st_mtime_ns
+    redo = run_cell(cell, runs=runs, overwrite=True)
+    assert redo.status == "done" and redo.path.stat().st_mtime_ns >= mtime
+
+
+def test_same_seed_same_numbers_different_seed_differs(tiny_catalogue, runs, tmp_path):
+    a = run_cell(Cell("mlp", "tiny-speech", "sim01", 0, "tiny"), runs=runs)
+    b = run_cell(Cell("mlp", "tiny-speech", "sim01", 0, "tiny"), runs=tmp_path / "other")
+    c = run_cell(Cell("mlp", "tiny-speech", "sim01", 1, "tiny"), runs=runs)
+    assert a.record["metrics"]["pcc"]["per_sample"] == b.record["metrics"]["pcc"]["per_sample"]
+    assert a.record["key"] != c.record["key"]
+    assert a.record["metrics"]["pcc"]["per_sample"] != c.record["metrics"]["pcc"]["per_sample"]
+
+
+def test_interrupted_run_resumes_with_nothing_lost(tiny_catalogue, runs, monkeypatch):
+    cells = plan_cells(["lir"], ["tiny-sound"], None, [0], "tiny")
+    assert [c.subject for c in cells] == ["sim01", "sim02"]
+    import methods.lir
+
+    calls = {"n": 0}
+    real_predict = methods.lir.LiR.predict
+
+    def crash_on_second(self, test):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_predict(self, test)
+
+    monkeypatch.setattr(methods.lir.LiR, "predict", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_cells(cells, runs=runs, progress=False, echo=_quiet)
+    assert len(iter_records(runs)) == 1
+    assert not [p for p in runs.rglob("*") if p.name.startswith(".") and p.is_file()]  # no temp leftovers
+    monkeypatch.setattr(methods.lir.LiR, "predict", real_predict)
+    summary = run_cells(cells, runs=runs, progress=False, echo=_quiet)
+    assert [o.status for o in summary.outcomes] == ["skipped", "done"]
+    assert len(iter_records(runs)) == 2
+
+
+def test_error_score_nan_skips_crashing_cell(tiny_catalogue, runs, monkeypatch):
+    import methods.lir
+
+    def boom(self, train, **kw):
+        raise RuntimeError("solver exploded")
+
+    monkeypatch.setattr(methods.lir.LiR, "fit", boom)
+    cells = [Cell("lir", "tiny-speech", "sim01", 0, "tiny")]
+    with pytest.raises(RuntimeError, match="solver exploded"):
+        run_cells(cells, runs=runs, progress=False, echo=_quiet)
+    summary = run_cells(cells, runs=runs, error_score="nan", progress=False, echo=_quiet)
+    assert summary.count("failed") == 1 and "solver exploded" in summary.outcomes[0].error
+
+
+def test_leaderboard_is_byte_identical_and_laid_out(tiny_catalogue, runs, tmp_path):
+    from bench.leaderboard import build_tables, write_leaderboards
+
+    for method in ("lir", "mlp"):
+        for subject in ("sim01", "sim02"):
+            run_cell(Cell(method, "tiny-sound", subject, 0, "tiny"), runs=runs)
+    records = iter_records(runs)
+    first = build_tables(records)["tiny-sound"]
+    second = build_tables(list(reversed(iter_records(runs))))["tiny-sound"]
+    assert first == second
+    assert "| LiR (tiny) |" in first and "| MLP (tiny) |" in first
+    assert "PCC ↑" in first and "FD ↓" in first and "**" in first
+    assert "(reported)" in first and "not comparable" in first
+    assert "### sim02" in first and "n/a" in first
+    paths = write_leaderboards(records, tmp_path / "lb")
+    assert paths[0].read_text() == first
+
+
+def test_bad_inputs_are_one_line_errors(tiny_catalogue, runs):
+    with pytest.raises(BenchError, match="unknown dataset 'tiny-sond'. Did you mean: tiny-sound"):
+        plan_cells(["lir"], ["tiny-sond"], None, [0], "tiny")
+    with pytest.raises(BenchError, match="subject.*sim09.*not in tiny-sound"):
+        plan_cells(["lir"], ["tiny-sound"], ["sim09"], [0], "tiny")
+    with pytest.raises(BenchError, match="parameter 'max_epochs' must be an int"):
+        run_cell(Cell("mlp", "tiny-sound", "sim01", 0, "tiny", overrides=(("max_epochs", "ten"),)), runs=runs)
+    with pytest.raises(BenchError, match="has no parameter 'epochs'"):
+        run_cell(Cell("mlp", "tiny-sound", "sim01", 0, "tiny", overrides=(("epochs", 3),)), runs=runs)
+    with pytest.raises(BenchError, match="brain2sound is not prepared.*bench data prepare brain2sound"):
+        run_cell(Cell("lir", "brain2sound", "S1", 0, "tiny"), runs=runs)
+
+
+def test_corrupt_record_and_prepared_file_are_named(tiny_catalogue, runs, session_data_root):
+    out = run_cell(Cell("lir", "tiny-speech", "sim01", 0, "tiny"), runs=runs)
+    out.path.write_text("{truncated")
+    with pytest.raises(BenchError, match=r"run record .*is corrupt.*--overwrite"):
+        run_cell(Cell("lir", "tiny-speech", "sim01", 0, "tiny"), runs=runs)
+    from bench.datasets import get_dataset
+
+    folder = get_dataset("tiny-speech").folder()
+    target = folder / "sub-sim01" / "test.fmri.npy"
+    original = target.read_bytes()
+    try:
+        target.write_bytes(original[:100])
+        with pytest.raises(BenchError, match=r"test\.fmri\.npy is corrupt"):
+            get_dataset("tiny-speech").load_split("sim01", "test")
+    finally:
+        target.write_bytes(original)
