@@ -180,6 +180,10 @@ def test_short_wav_and_pinned_sample_rate(speech_src, tmp_path):
     shutil.copy(tmp_path / "short" / "stimuli" / "buck.wav", src / "stimuli" / "buck.wav")
     with pytest.raises(BenchError, match=r"buck\.wav is 17\.000 s long, shorter than the 18\.000 s"):
         _prepare(src, tmp_path)
+    wav = src / "stimuli" / "avatar.wav"
+    wav.write_bytes(wav.read_bytes()[: wav.stat().st_size // 2])  # truncated: libsndfile sees half the frames
+    with pytest.raises(BenchError, match=r"avatar\.wav is 18\.000 s long, shorter than the 22\.000 s"):
+        _prepare(src, tmp_path)
     with pytest.raises(BenchError, match=r"avatar\.wav is sampled at 44100 Hz, but the setting expect_sample_rate pins 16000"):
         _prepare(speech_src.source, tmp_path, expect_sample_rate=16000)
 

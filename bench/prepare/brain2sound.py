@@ -161,10 +161,10 @@ def prepare(dataset, *, source, stimuli=None, root=None, subjects=None, **settin
                      _scan_file(files[s][1], cfg, pattern, table, "decoder_test", clip_s)) for s in found}
     used_train = sorted({k[0] for tr, _ in raw_plans.values() for k in tr.keys})
     used_test = sorted({k[0] for _, te in raw_plans.values() for k in te.keys})
-    needed = {}
-    for i in set(used_train) | set(used_test):
-        windows = [k[1] for tr, te in raw_plans.values() for k in tr.keys + te.keys if k[0] == i]
-        needed[i] = max(windows) * cfg["stride_s"] + clip_s
+    needed: dict[int, float] = {}  # stimulus -> seconds of audio its windows need
+    for tr, te in raw_plans.values():
+        for i, w in set(tr.keys) | set(te.keys):
+            needed[i] = max(needed.get(i, 0.0), w * cfg["stride_s"] + clip_s)
     audio: dict[int, Path] = {}
     missing_train = []
     for i in sorted(needed):
@@ -334,10 +334,10 @@ class BData:
                 if part not in md:
                     raise BenchError(f"BData file {self.path} lacks /{md_name}/{part}")
             self.keys = [_text(k).strip() for k in md["key"][()]]
-            self.values = np.asarray(md["value"][()], dtype=np.float64)
-            if self.values.ndim != 2 or self.values.shape != (len(self.keys), self.data.shape[1]):
+            self._values = md["value"]  # (keys, columns): read one key's row at a time
+            if self._values.ndim != 2 or self._values.shape != (len(self.keys), self.data.shape[1]):
                 raise BenchError(
-                    f"BData file {self.path}: /{md_name}/value is {self.values.shape}, expected "
+                    f"BData file {self.path}: /{md_name}/value is {self._values.shape}, expected "
                     f"({len(self.keys)} keys, {self.data.shape[1]} columns)"
                 )
             self.vmap = {}
@@ -361,12 +361,19 @@ class BData:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def value_row(self, key: str) -> np.ndarray:
+        """The metadata values of ``key`` over all columns (NaN where the key does not apply)."""
+        try:
+            return np.asarray(self._values[self.keys.index(key)], dtype=np.float64)
+        except OSError as exc:
+            raise BenchError(f"BData file {self.path} cannot be read ({exc}); it may be truncated") from None
+
     def columns(self, key: str) -> np.ndarray:
-        row = self.values[self.keys.index(key)]
+        row = self.value_row(key)
         return np.flatnonzero(np.isfinite(row) & (row > 0))
 
     def column_values(self, key: str, columns: np.ndarray) -> np.ndarray:
-        return self.values[self.keys.index(key)][columns]
+        return self.value_row(key)[columns]
 
     def read_column(self, column: int) -> np.ndarray:
         try:

@@ -223,15 +223,21 @@ def read_audio_16k(path: Path, expect_sample_rate: int | None = None) -> np.ndar
     """
     import soundfile as sf
 
-    sr, _, _ = audio_info(path)
+    sr, frames, _ = audio_info(path)
     check_sample_rate(path, sr, expect_sample_rate)
-    try:
-        x, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    mono = np.empty(frames, dtype=np.float64)
+    pos = 0
+    try:  # block by block, so a long stereo story never sits in memory twice
+        with sf.SoundFile(str(path)) as f:
+            for block in f.blocks(blocksize=1 << 20, dtype="float32", always_2d=True):
+                m = min(block.shape[0], frames - pos)
+                mono[pos : pos + m] = block[:m].mean(axis=1) if block.shape[1] > 1 else block[:m, 0]
+                pos += m
     except RuntimeError as exc:  # soundfile.LibsndfileError is a RuntimeError
         raise BenchError(f"audio file {path} cannot be read ({exc}); it may be truncated") from None
-    if x.shape[0] == 0:
+    if pos == 0:
         raise BenchError(f"audio file {path} holds no samples; it may be truncated")
-    mono = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
+    mono = mono[:pos]
     return resample_to_16k(mono, sr)
 
 
