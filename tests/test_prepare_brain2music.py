@@ -207,3 +207,13 @@ def test_load_split_end_to_end(music_src, tmp_path):
     _prepare(music_src, tmp_path, subjects=["sub-002"])
     sp = get_dataset("brain2music").load_split("sub-002", "train", data_root=tmp_path / "data")
     assert sp.audio.shape == (60, 24000) and sp.fmri.dtype == np.float32 and set(sp.label) == {"blues", "classical"}
+
+
+def test_nibabel_missing_is_a_clear_error(music_src, tmp_path, monkeypatch):
+    import sys
+
+    from bench.errors import UnavailableError
+
+    monkeypatch.setitem(sys.modules, "nibabel", None)
+    with pytest.raises(UnavailableError, match=r"reads NIfTI files with nibabel: pip install nibabel"):
+        _prepare(music_src, tmp_path)

@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.data import ClipTable, PreparedSubject, data_root, write_prepared
-from bench.errors import BenchError
+from bench.errors import BenchError, UnavailableError
 from bench.prepare.common import (
     Scratch,
     Setting,
@@ -305,8 +305,10 @@ def _fmriprep_files(fmriprep: Path, subject: str, task: str, run: str, space: st
 
 
 def _nifti(path: Path):
-    import nibabel as nib
-
+    try:
+        import nibabel as nib
+    except ImportError:
+        raise UnavailableError("preparing Brain2Music reads NIfTI files with nibabel: pip install nibabel") from None
     try:
         return nib.load(str(path))
     except FileNotFoundError:
