@@ -35,7 +35,6 @@ import numpy as np
 from bench.data import ClipTable, PreparedSubject, data_root, write_prepared
 from bench.errors import BenchError
 from bench.prepare.common import (
-    PrepareWarning,  # noqa: F401  (re-exported for callers filtering warnings)
     Scratch,
     Setting,
     StreamedSubjects,
