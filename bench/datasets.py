@@ -148,7 +148,9 @@ class Dataset:
         if str(subject) not in self.subjects:
             raise BenchError(f"subject {subject!r} is not in {self.name}; subjects: {', '.join(self.subjects)}")
         folder = self.ensure_prepared(data_root, scale)
-        return read_split(folder, str(subject), split, clips=_clips_cached(str(folder)))
+        out = read_split(folder, str(subject), split, clips=_clips_cached(str(folder)))
+        out.info["probe_groups"] = self.spec.get("probe_groups", "stim_id")
+        return out
 
     def prepared_subjects(self, root=None, scale: str = "default") -> list[str]:
         """Subjects present in the prepared data (a real source may lack some)."""

@@ -159,7 +159,8 @@ def run_cell(
         test = dataset.load_split(cell.subject, "test", data_root=data_root, scale=cell.scale)
         method = get_method(cell.method).from_profile(cell.profile, dict(cell.overrides))
         t0 = time.perf_counter()
-        method.fit(train, device=device, random_state=cell.seed, progress=progress)
+        work_dir = path.with_suffix(".work")  # checkpoints of an unfinished cell, removed once it is recorded
+        method.fit(train, device=device, random_state=cell.seed, progress=progress, work_dir=work_dir)
         fit_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         rec = method.predict(test)
@@ -171,7 +172,10 @@ def run_cell(
         higher: dict[str, bool] = {}
         for name in metrics or METRICS.names():
             spec = METRICS.get(name)
-            out = spec.evaluate(ctx)
+            try:
+                out = spec.evaluate(ctx)
+            except BenchError as exc:  # the data cannot support this metric (e.g. too few classes)
+                out = MetricResult.unavailable(str(exc))
             for key, res in (out.items() if isinstance(out, dict) else [(name, out)]):
                 results[key] = res
                 higher[key] = spec.higher_is_better
@@ -212,6 +216,10 @@ def run_cell(
         "predictions": {"file": pred_name, "sha256": sha256_file(path.with_suffix(".npz"))},
     }
     write_json(path, record)
+    if work_dir.exists():
+        import shutil
+
+        shutil.rmtree(work_dir, ignore_errors=True)
     return CellOutcome(cell, "done", path, record)
 
 

@@ -6,6 +6,8 @@ METHODS: Registry = Registry("method")
 
 METHODS.register("lir", "methods.lir:LiR")
 METHODS.register("mlp", "methods.mlp:MLP")
+METHODS.register("bilstm", "methods.seq:BiLSTM")
+METHODS.register("transformer", "methods.seq:Transformer")
 
 
 def get_method(name: str):

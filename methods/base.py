@@ -145,7 +145,8 @@ class Method:
             raise BenchError(f"this {type(self).__name__} instance is not fitted yet; call fit(train) first")
 
     # -- the contract ------------------------------------------------------------------------
-    def fit(self, train, *, device: str = "cpu", random_state: int = 0, progress: bool = False) -> "Method":
+    def fit(self, train, *, device: str = "cpu", random_state: int = 0, progress: bool = False, work_dir=None) -> "Method":
+        """Learn from ``train``. ``work_dir``: a folder for checkpoints (resume after interruption)."""
         raise NotImplementedError
 
     def predict(self, test) -> Reconstruction:

@@ -20,10 +20,11 @@ class DirectMelDecoder(Method):
     Y: (n, 64 * frames) float32, flattened vocoder log-mel
     """
 
-    def fit(self, train, *, device: str = "cpu", random_state: int = 0, progress: bool = False):
+    def fit(self, train, *, device: str = "cpu", random_state: int = 0, progress: bool = False, work_dir=None):
         from methods.base import resolve_device, set_seed
 
         self.validate_params()
+        self.work_dir_ = work_dir
         self.device_ = resolve_device(device)
         self.random_state_ = random_state
         rng = set_seed(random_state)

@@ -155,7 +155,9 @@ def _probe(ctx: EvalContext) -> dict[str, MetricResult]:
     labels = np.asarray(ctx.test.label, dtype=str)
     if len(np.unique(labels)) < 2:
         return {"probe": MetricResult.unavailable("the test split has fewer than two label classes")}
-    groups = np.asarray(ctx.test.stim_id, dtype=str)
+    # Windows cut from one stimulus must not straddle folds; datasets whose clips are distinct
+    # (speech: consecutive clips of two stories) set probe_groups: none in datasets.yaml.
+    groups = None if ctx.test.info.get("probe_groups") == "none" else np.asarray(ctx.test.stim_id, dtype=str)
     truth = ctx.target_features()
     for name, decoded in sorted(ctx.rec.features.items()):
         res = svm_probe(decoded, labels, groups=groups, seed=0)
@@ -179,10 +181,16 @@ def _identification(ctx: EvalContext) -> dict[str, MetricResult]:
     return out
 
 
-def _not_yet(reason: str) -> Callable[[EvalContext], MetricResult]:
-    def evaluate(ctx: EvalContext) -> MetricResult:
-        return MetricResult.unavailable(reason)
+def _lazy(target: str) -> Callable[[EvalContext], Any]:
+    """An entry whose code lives in ``module:function``, imported on first call (keeps this module cheap)."""
+    module, _, attr = target.partition(":")
 
+    def evaluate(ctx: EvalContext):
+        import importlib
+
+        return getattr(importlib.import_module(module), attr)(ctx)
+
+    evaluate.__qualname__ = evaluate.__name__ = attr
     return evaluate
 
 
@@ -196,14 +204,13 @@ register(MetricSpec("pcc", "PCC", _pcc, True, True, 2e-3,
                     "Pearson r between the audioldm_eval mels of reconstruction and stimulus, per sample", True))
 register(MetricSpec("psnr", "PSNR", _psnr, True, True, 0.05,
                     "10 log10(1 / MSE) between the [0, 1] audioldm_eval mels, per sample (dB)", True))
-_NETWORK_REASON = "needs pretrained {net} weights; this version does not compute it yet (issue #4)"
-register(MetricSpec("fd", "FD", _not_yet(_NETWORK_REASON.format(net="PANNs Cnn14 (16 kHz)")), False, False, 0.5,
-                    "Frechet distance of PANNs Cnn14 2048-d embeddings", True))
-register(MetricSpec("fad", "FAD", _not_yet(_NETWORK_REASON.format(net="VGGish")), False, False, 0.2,
-                    "Frechet distance of VGGish 128-d patch embeddings", True))
-register(MetricSpec("kl", "KL", _not_yet(_NETWORK_REASON.format(net="PANNs Cnn14 (16 kHz)")), False, True, 0.02,
-                    "KL divergence of PANNs Cnn14 class distributions, reference vs reconstruction", True))
-register(MetricSpec("clap", "CLAP", _not_yet(_NETWORK_REASON.format(net="LAION CLAP")), True, True, 0.005,
+register(MetricSpec("fd", "FD", _lazy("metrics.perceptual:evaluate_fd"), False, False, 0.5,
+                    "Frechet distance of PANNs Cnn14 2048-d embeddings (extra: FAD-inf)", True))
+register(MetricSpec("fad", "FAD", _lazy("metrics.perceptual:evaluate_fad"), False, False, 0.2,
+                    "Frechet distance of VGGish 128-d patch embeddings (extra: FAD-inf)", True))
+register(MetricSpec("kl", "KL", _lazy("metrics.perceptual:evaluate_kl"), False, True, 0.02,
+                    "KL divergence of PANNs Cnn14 class distributions, reference vs reconstruction (kl: softmax, kl:sigmoid)", True))
+register(MetricSpec("clap", "CLAP", _lazy("metrics.perceptual:evaluate_clap"), True, True, 0.005,
                     "cosine similarity of LAION CLAP audio embeddings, reconstruction vs stimulus", True))
 register(MetricSpec("probe", "Probe acc", _probe, True, False, 0.02,
                     "5-fold SVM accuracy of test labels from decoded features (folds grouped by stimulus)"))
