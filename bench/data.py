@@ -180,7 +180,7 @@ def write_prepared(
                     raise BenchError(f"{dataset}/{subject}/{split}: {fmri.shape[0]} rows vs {clip_index.shape[0]} clip indices")
                 if clip_index.size and (clip_index.min() < 0 or clip_index.max() >= clips.n_clips):
                     raise BenchError(f"{dataset}/{subject}/{split}: clip index out of range 0..{clips.n_clips - 1}")
-                if not np.isfinite(fmri).all():
+                if not _all_finite(fmri):
                     raise BenchError(f"{dataset}/{subject}/{split}: fmri holds NaN or inf values; clean them before writing")
                 if n_voxels is not None and fmri.shape[1] != n_voxels:
                     raise BenchError(f"{dataset}/{subject}: splits disagree on n_voxels ({n_voxels} vs {fmri.shape[1]})")
@@ -203,6 +203,11 @@ def write_prepared(
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
     return target
+
+
+def _all_finite(array: np.ndarray, rows: int = 512) -> bool:
+    """Row-chunked finiteness check: a whole-split np.isfinite would double peak memory."""
+    return all(np.isfinite(array[i : i + rows]).all() for i in range(0, array.shape[0], rows))
 
 
 # ----------------------------------------------------------------------------------------------
