@@ -151,9 +151,12 @@ def stft_magnitude(audio: np.ndarray, n_fft: int, hop: int, win: int, center: bo
 
 
 def _mel_magnitude(audio: np.ndarray, cfg: dict) -> np.ndarray:
+    import torch
+
     mag = stft_magnitude(audio, cfg["n_fft"], cfg["hop"], cfg["win"], center=True)
     fb = _cached_filterbank(cfg["sr"], cfg["n_fft"], cfg["n_mels"], cfg["fmin"], cfg["fmax"])
-    return np.matmul(fb, mag)  # (n_mels, F) @ (n, F, T) -> (n, n_mels, T)
+    # (n_mels, F) @ (n, F, T) -> (n, n_mels, T); torch's batched BLAS is ~10x numpy's stacked matmul here.
+    return torch.matmul(torch.from_numpy(np.ascontiguousarray(fb, dtype=np.float32)), torch.from_numpy(mag)).numpy()
 
 
 def vocoder_mel(audio: np.ndarray) -> np.ndarray:
@@ -222,12 +225,23 @@ class GriffinLim:
         if not (isinstance(self.momentum, (int, float, np.floating)) and 0.0 <= self.momentum < 1.0):
             raise BenchError(f"momentum must be in [0, 1), got {self.momentum!r}")
 
+    batch_size = 32  # clips per Griffin-Lim batch: keeps the complex buffers cache-friendly
+
     def mel_to_audio(self, log_mel: np.ndarray, n_samples: int) -> np.ndarray:
         """log_mel: (n, 64, T) from ``vocoder_mel`` -> (n, n_samples) float32 at 16 kHz.
 
         The signal is rebuilt at its natural length (T - 1) * 160 samples, then cut or
-        zero-padded at the end to ``n_samples``.
+        zero-padded at the end to ``n_samples``. Clips are processed in batches; the result does
+        not depend on the batching.
         """
+        mel = np.asarray(log_mel)
+        if mel.ndim == 3 and mel.shape[0] > self.batch_size:
+            return np.concatenate(
+                [self._mel_to_audio(mel[i : i + self.batch_size], n_samples) for i in range(0, mel.shape[0], self.batch_size)]
+            )
+        return self._mel_to_audio(mel, n_samples)
+
+    def _mel_to_audio(self, log_mel: np.ndarray, n_samples: int) -> np.ndarray:
         import torch
 
         self._check_settings()
@@ -245,11 +259,10 @@ class GriffinLim:
             raise BenchError(f"log_mel {mel.shape} contains NaN or infinite values")
 
         fb = _cached_filterbank(cfg["sr"], n_fft, cfg["n_mels"], cfg["fmin"], cfg["fmax"]).astype(np.float64)
-        inverse = np.linalg.pinv(fb).astype(np.float32)  # (F, n_mels)
-        magnitude = np.maximum(np.matmul(inverse, np.exp(mel.astype(np.float32))), 1e-8)
-
+        inverse = torch.from_numpy(np.linalg.pinv(fb).astype(np.float32))  # (F, n_mels)
         device = torch.device(self.device)
-        mag = torch.from_numpy(magnitude).to(device)
+        mel_t = torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32)).to(device)
+        mag = torch.matmul(inverse.to(device), torch.exp(mel_t)).clamp_(min=1e-8)
         window = torch.hann_window(win, periodic=True, dtype=torch.float32, device=device)
         gen = torch.Generator(device="cpu").manual_seed(int(self.seed))
         # One (F, T) phase shared by all clips: a clip's output does not depend on its batch.
@@ -268,6 +281,7 @@ class GriffinLim:
                 angles = angles / (angles.abs() + 1e-16)
                 previous = rebuilt
             wav = torch.istft(mag * angles, length=length, **stft_args).cpu().numpy()
+        del mel_t
 
         out = np.zeros((wav.shape[0], n_samples), dtype=np.float32)
         keep = min(n_samples, length)

@@ -21,7 +21,7 @@ class LiR(DirectMelDecoder):
     name = "lir"
     display_name = "LiR"
     profiles = {
-        "tiny": {"alphas": _ALPHAS, "alpha_per_target": False, "vocoder": "griffin-lim", "griffin_lim_iters": 16},
+        "tiny": {"alphas": _ALPHAS, "alpha_per_target": False, "vocoder": "griffin-lim", "griffin_lim_iters": 8},
         "paper": {"alphas": _ALPHAS, "alpha_per_target": False, "vocoder": "griffin-lim", "griffin_lim_iters": 32},
     }
     param_constraints = {

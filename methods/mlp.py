@@ -28,7 +28,7 @@ class MLP(DirectMelDecoder):
             "validation_fraction": 0.1,
             "n_iter_no_change": 5,
             "vocoder": "griffin-lim",
-            "griffin_lim_iters": 16,
+            "griffin_lim_iters": 8,
         },
         "paper": {
             "hidden_layer_sizes": [1024, 1024],
