@@ -38,8 +38,16 @@ def _arrow(higher: bool) -> str:
 
 
 def _row_name(rec: dict) -> str:
-    name = rec.get("method_info", {}).get("display_name") or rec["config"]["method"]
-    return f"{name} ({rec['config']['profile']})"
+    info = rec.get("method_info", {})
+    name = info.get("display_name") or rec["config"]["method"]
+    label = f"{name} ({rec['config']['profile']})"
+    if info.get("backbone_weights") == "random-init":
+        label += " [random-init]"
+    return label
+
+
+def _is_random_init(rec: dict) -> bool:
+    return rec.get("method_info", {}).get("backbone_weights") == "random-init"
 
 
 def build_tables(records: list[dict]) -> dict[str, str]:
@@ -74,8 +82,14 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
     per_sample: dict[str, dict[str, dict[str, list]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     reasons: dict[str, str] = {}
     versions, shas, n_seeds = set(), set(), defaultdict(set)
+    random_rows: set[str] = set()
+    feature_pcc: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for r in recs:
         row = _row_name(r)
+        if _is_random_init(r):
+            random_rows.add(row)
+        if "acoustic_feature_pcc" in r.get("method_info", {}):
+            feature_pcc[row][r["config"]["subject"]].append(float(r["method_info"]["acoustic_feature_pcc"]))
         subj = r["config"]["subject"]
         n_seeds[row].add(r["config"]["seed"])
         versions.add(r["config"]["dataset_version"])
@@ -91,8 +105,13 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
         vals = [v for v in table[row][subj].get(m, []) if v is not None]
         return float(np.mean(vals)) if vals else None
 
-    rows = sorted(table)
-    subjects = sorted({s for row in rows for s in table[row]})
+    all_rows = sorted(table)
+    subjects = sorted({s for row in all_rows for s in table[row]})
+    # Runs with random-initialised backbones are smoke tests: never ranked with pretrained ones.
+    row_groups = [(r, h) for r, h in (
+        ([r for r in all_rows if r not in random_rows], ""),
+        ([r for r in all_rows if r in random_rows], " — random-initialised backbones (smoke runs, not comparable)"),
+    ) if r]
 
     def summary(row, m):
         vals = [subject_mean(row, s, m) for s in table[row]]
@@ -101,7 +120,7 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
             return None, None, 0
         return float(np.mean(vals)), (spread(np.array(vals)) if len(vals) > 1 else None), len(vals)
 
-    def best_rows(cols, value_of):
+    def best_rows(cols, value_of, rows):
         best = {}
         for m in cols:
             hib = metric_spec(m).higher_is_better
@@ -130,8 +149,8 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
         )
     lines.append("")
 
-    def render(cols, heading):
-        best = best_rows(cols, lambda row, m: summary(row, m)[0])
+    def render(cols, heading, rows):
+        best = best_rows(cols, lambda row, m: summary(row, m)[0], rows)
         header = ["Model"] + [f"{metric_spec(m).label if ':' not in m else _family_label(m, metric_spec)} {_arrow(metric_spec(m).higher_is_better)}" for m in cols] + ["subjects", "seeds"]
         out = [f"## {heading}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in rows:
@@ -148,14 +167,20 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
             out.append("| " + " | ".join(cells) + " |")
         return out
 
-    lines += render(paper_cols, "Reconstruction (the paper's Tables 1-2 columns)")
+    for rows, suffix in row_groups:
+        if suffix:
+            lines.append("")
+        lines += render(paper_cols, "Reconstruction (the paper's Tables 1-2 columns)" + suffix, rows)
     unavailable = [m for m in paper_cols if m in reasons]
     if unavailable:
         lines.append("")
         lines.append("n/a: " + "; ".join(f"{metric_spec(m).label}: {reasons[m]}" for m in unavailable))
     if extra_cols:
         lines.append("")
-        lines += render(extra_cols, "Decoded features: SVM probes and pairwise identification")
+        for rows, suffix in row_groups:
+            lines += render(extra_cols, "Decoded features: SVM probes and pairwise identification" + suffix, rows)
+            lines.append("")
+        lines.pop()
         notes = []
         for m in extra_cols:
             chance = _collect_extra(recs, m, "chance")
@@ -186,23 +211,10 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
         for model, vals in reported["rows"].items():
             lines.append("| " + " | ".join([f"{model} (reported)"] + [_fmt(vals.get(m)) for m in PAPER_COLUMNS]) + " |")
 
-    # per-subject tables
-    lines.append("")
-    lines.append("## Per subject")
-    lines.append("")
-    lines.append("Per-sample metrics: mean [bootstrap 95% CI of the mean over test samples, seeds pooled]; set-level metrics (FD, FAD, probes) without a CI.")
-    for subj in subjects:
-        lines.append("")
-        lines.append(f"### {subj}")
-        lines.append("")
-        cols = paper_cols + extra_cols
-        header = ["Model"] + [f"{metric_spec(m).label if ':' not in m else _family_label(m, metric_spec)} {_arrow(metric_spec(m).higher_is_better)}" for m in cols]
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "---|" * len(header))
-        best = best_rows(cols, lambda row, m: subject_mean(row, subj, m) if subj in table[row] else None)
+    def subject_table(subj, cols, header, rows):
+        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        best = best_rows(cols, lambda row, m: subject_mean(row, subj, m), rows)
         for row in rows:
-            if subj not in table[row]:
-                continue
             cells = [row]
             for m in cols:
                 mean = subject_mean(row, subj, m)
@@ -214,7 +226,40 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
                 if mean is not None and row in best.get(m, set()) and len(rows) > 1:
                     txt = f"**{txt}**"
                 cells.append(txt)
-            lines.append("| " + " | ".join(cells) + " |")
+            out.append("| " + " | ".join(cells) + " |")
+        return out
+
+    for rows, suffix in row_groups:
+        rows = [row for row in rows if row in feature_pcc]
+        if not rows:
+            continue
+        # Figure 8 of the paper: PCC between decoded and ground-truth AudioMAE features, per subject.
+        lines.append("")
+        lines.append("## Decoded acoustic features (the paper's Figure 8): PCC with the ground-truth AudioMAE latents" + suffix)
+        lines.append("")
+        lines.append("| Model | " + " | ".join(subjects) + " | mean |")
+        lines.append("|" + "---|" * (len(subjects) + 2))
+        for row in rows:
+            per = [float(np.mean(feature_pcc[row][s])) if s in feature_pcc[row] else None for s in subjects]
+            vals = [v for v in per if v is not None]
+            lines.append("| " + " | ".join([row] + [_fmt(v) for v in per] + [_fmt(float(np.mean(vals)) if vals else None)]) + " |")
+
+    # per-subject tables
+    lines.append("")
+    lines.append("## Per subject")
+    lines.append("")
+    lines.append("Per-sample metrics: mean [bootstrap 95% CI of the mean over test samples, seeds pooled]; set-level metrics (FD, FAD, probes) without a CI.")
+    for subj in subjects:
+        lines.append("")
+        lines.append(f"### {subj}")
+        lines.append("")
+        cols = paper_cols + extra_cols
+        header = ["Model"] + [f"{metric_spec(m).label if ':' not in m else _family_label(m, metric_spec)} {_arrow(metric_spec(m).higher_is_better)}" for m in cols]
+        for rows, _suffix in row_groups:
+            rows = [row for row in rows if subj in table[row]]
+            if rows:
+                lines += subject_table(subj, cols, header, rows) + [""]
+        lines.pop()
     lines.append("")
     return "\n".join(lines)
 
