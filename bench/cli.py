@@ -23,6 +23,15 @@ app = typer.Typer(
 data_app = typer.Typer(help="List, describe and prepare datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
+
+def _mount_weights() -> None:
+    from bench.weights_cli import weights_app  # imports no torch
+
+    app.add_typer(weights_app, name="weights", help="List, verify, fetch and convert pretrained weights.")
+
+
+_mount_weights()
+
 DataRoot = typer.Option(None, "--data-root", help="Prepared-data folder (default: $BENCH_DATA or the user cache).")
 RunsDir = typer.Option(None, "--runs", help="Folder of run records (default: $BENCH_RUNS or ./runs).")
 
