@@ -1,0 +1,609 @@
+"""Linear decoders from fMRI voxels to feature targets.
+
+``RidgeGCV``
+    Whole-brain ridge with an intercept; alpha chosen by generalised cross-validation (GCV) from one
+    eigendecomposition of the standardised Gram matrix. Built for the paper's size
+    (X 14,400 x 6,662, Y 14,400 x 25,664, float32): Y is never copied, statistics and products are
+    computed over row chunks, and the coefficients overwrite the projected targets in place.
+
+``SelectiveRidge``
+    The fastl2lir algorithm (KamitaniLab): per output unit, keep the ``n_feat`` voxels with the largest
+    |correlation| to it and solve a ridge on those, the bias regularised too. Same results as
+    ``fastl2lir.FastL2LiR().fit(X, Y, alpha, n_feat)``, computed from one shared Gram matrix and
+    batched Cholesky solves.
+
+Both take numpy arrays or torch tensors of shape (n_samples, n_voxels) and (n_samples, n_outputs),
+run their heavy products with torch on ``device`` ("cpu" or "cuda[:k]") in ``dtype``, and expose
+numpy attributes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from bench.errors import BenchError
+
+__all__ = ["RidgeGCV", "SelectiveRidge"]
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+# Column chunks of (V, m) matrices are sized to about this many bytes: small enough to keep peak
+# memory flat, large enough for efficient matrix products.
+_CHUNK_BYTES = 64 * 2**20
+
+# Column block width of the Gram matrix on CUDA: only upper-triangle blocks are computed, which
+# saves ~40% of the flops of X^T X (gemm does not exploit symmetry). Also the block of the mirror copy.
+_GRAM_BLOCK = 1024
+
+# fastl2lir treats voxels with np.var(X, axis=0) below this as constant (correlation 0).
+_FASTL2LIR_VAR_FLOOR = 1e-8
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation helpers
+
+
+def _shape(a: Any) -> tuple[int, ...]:
+    return tuple(int(s) for s in getattr(a, "shape", np.shape(a)))
+
+
+def _as_tensor(name: str, a: Any) -> torch.Tensor:
+    """A CPU or device tensor sharing memory with ``a`` when ``a`` is a float numpy array/tensor.
+
+    Integer or list input is converted to float32 (a copy); float32/float64 input is never copied.
+    """
+    if isinstance(a, torch.Tensor):
+        t = a.detach()
+    else:
+        arr = np.asarray(a)
+        if arr.dtype not in (np.float32, np.float64):
+            if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+                raise BenchError(
+                    f"{name} has shape {arr.shape} and dtype {arr.dtype}; expected a float array"
+                )
+            arr = arr.astype(np.float32)
+        if not arr.dtype.isnative:
+            arr = arr.astype(arr.dtype.newbyteorder("="))
+        with warnings.catch_warnings():
+            # Read-only arrays (e.g. memory maps) are only read here.
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            t = torch.from_numpy(arr)
+    if not t.is_floating_point():
+        t = t.to(torch.float32)
+    return t
+
+
+def _check_2d(name: str, t: torch.Tensor, expected: str) -> None:
+    if t.ndim != 2:
+        raise BenchError(f"{name} has shape {tuple(t.shape)} but expected a 2-D array {expected}")
+
+
+def _resolve(device: Any, dtype: Any) -> tuple[torch.device, torch.dtype]:
+    if dtype not in _DTYPES:
+        raise BenchError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise BenchError(f"device {device!r} is not a torch device: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BenchError(f"device {device!r} requested but torch.cuda.is_available() is False")
+    if dev.type not in ("cpu", "cuda"):
+        raise BenchError(f"device {device!r} is not supported; use 'cpu' or 'cuda'")
+    return dev, _DTYPES[dtype]
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise BenchError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _row_chunks(n: int, rows: int) -> Iterator[tuple[int, int]]:
+    for r0 in range(0, n, rows):
+        yield r0, min(n, r0 + rows)
+
+
+def _col_chunk(n_rows: int, itemsize: int = 8) -> int:
+    return max(1, _CHUNK_BYTES // max(1, n_rows * itemsize))
+
+
+def _check_xy(X: Any, Y: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    Xt = _as_tensor("X", X)
+    _check_2d("X", Xt, "(n_samples, n_voxels)")
+    Yt = _as_tensor("Y", Y)
+    _check_2d("Y", Yt, f"({Xt.shape[0]}, n_outputs)")
+    if Yt.shape[0] != Xt.shape[0]:
+        raise BenchError(
+            f"Y has shape {tuple(Yt.shape)} but expected ({Xt.shape[0]}, n_outputs) to match X's rows"
+        )
+    if Xt.shape[0] < 2 or Xt.shape[1] < 1 or Yt.shape[1] < 1:
+        raise BenchError(
+            f"X has shape {tuple(Xt.shape)} and Y {tuple(Yt.shape)} but expected at least 2 rows "
+            "and 1 column each"
+        )
+    return Xt, Yt
+
+
+class _Stages:
+    """Wall seconds per fit stage, accumulated by name (the device is synchronised first)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.seconds: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        self.seconds[name] = self.seconds.get(name, 0.0) + now - self._t
+        self._t = now
+
+
+# ----------------------------------------------------------------------------------------------
+# Shared numerical kernels
+
+
+def _column_stats(
+    name: str, A: torch.Tensor, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Column means and centred sums of squares of A (n, p), both float64 (p,) on ``device``.
+
+    Row blocks are centred on their own mean in ``dtype`` and merged with Chan's update in float64,
+    which avoids the cancellation of sum(x^2) - n mean^2 and needs only a small temporary block.
+    """
+    n, p = A.shape
+    rows = max(1, min(n, 2**22 // max(p, 1)))
+    mean = torch.zeros(p, dtype=torch.float64, device=device)
+    m2 = torch.zeros(p, dtype=torch.float64, device=device)
+    count = 0
+    for r0, r1 in _row_chunks(n, rows):
+        blk = A[r0:r1].to(device=device, dtype=dtype, copy=True)
+        nb = r1 - r0
+        mb = blk.mean(0)
+        blk -= mb
+        m2b = blk.square_().sum(0).double()
+        delta = mb.double() - mean
+        tot = count + nb
+        mean += delta * (nb / tot)
+        m2 += m2b + delta.square() * (count * nb / tot)
+        count = tot
+    if not (torch.isfinite(mean).all() and torch.isfinite(m2).all()):
+        raise BenchError(f"{name} has shape {tuple(A.shape)} and contains NaN or inf; expected finite values")
+    return mean, m2
+
+
+# On CPU the BLAS-3 products and the eigendecomposition go through numpy/scipy (OpenBLAS) on torch's
+# memory, not through torch (MKL): on the 2-core AMD EPYC development machine OpenBLAS measured
+# 1.3-3x faster for these shapes (MKL takes generic code paths on AMD), it has syrk (half the flops
+# of X^T X; torch has none) and ?syevd took 30 s against torch.linalg.eigh's 49 s at V = 6,662.
+# On CUDA everything is torch.
+
+
+def _fortran(M: np.ndarray) -> tuple[np.ndarray, int]:
+    """(array, trans) such that op(array) == M with array Fortran-contiguous, copying only if needed."""
+    if M.flags.f_contiguous:
+        return M, 0
+    if M.flags.c_contiguous:
+        return M.T, 1
+    return np.asfortranarray(M), 0
+
+
+def _addmm_(C: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> None:
+    """C += A @ B in place; C (p, q) contiguous, A (p, r), B (r, q) of C's dtype."""
+    if C.device.type != "cpu":
+        C.addmm_(A, B)
+        return
+    from scipy.linalg.blas import get_blas_funcs
+
+    Cn = C.numpy()
+    gemm = get_blas_funcs("gemm", (Cn,))
+    # Column-major BLAS sees C as C^T = B^T A^T.
+    a, ta = _fortran(B.numpy().T)
+    b, tb = _fortran(A.numpy().T)
+    out = gemm(1.0, a, b, beta=1.0, c=Cn.T, trans_a=ta, trans_b=tb, overwrite_c=1)
+    if not np.shares_memory(out, Cn):  # f2py had to copy C: keep the result anyway
+        Cn.T[...] = out
+
+
+def _mm(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """A @ B as a new tensor."""
+    if A.device.type != "cpu":
+        return A @ B
+    return torch.from_numpy(np.matmul(A.numpy(), B.numpy()))
+
+
+def _gram_upper_(G: torch.Tensor, Xc: torch.Tensor) -> None:
+    """G (V, V) contiguous += Xc^T Xc on its upper triangle (at least); Xc is (rows, V) contiguous."""
+    if G.device.type == "cpu":
+        from scipy.linalg.blas import get_blas_funcs
+
+        Gn = G.numpy()
+        syrk = get_blas_funcs("syrk", (Gn,))
+        # Column-major BLAS sees G^T, whose lower triangle is G's upper one, and Xc^T.
+        out = syrk(1.0, Xc.numpy().T, beta=1.0, c=Gn.T, trans=0, lower=1, overwrite_c=1)
+        if not np.shares_memory(out, Gn):
+            Gn.T[...] = out
+        return
+    # torch has no syrk: compute only the column blocks on and above the diagonal.
+    V = Xc.shape[1]
+    for a in range(0, V, _GRAM_BLOCK):
+        b = min(V, a + _GRAM_BLOCK)
+        G[a:b, a:].addmm_(Xc[:, a:b].T, Xc[:, a:])
+
+
+def _mirror_upper_(G: torch.Tensor) -> None:
+    """Copy G's upper triangle into its lower one, in place, block by block (no V x V temporary)."""
+    V = G.shape[0]
+    for a in range(0, V, _GRAM_BLOCK):
+        b = min(V, a + _GRAM_BLOCK)
+        blk = G[a:b, a:b]
+        blk.copy_(torch.triu(blk) + torch.triu(blk, 1).T)
+        if b < V:
+            G[b:, a:b].copy_(G[a:b, b:].T)
+
+
+def _eigh_upper(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenvalues (V,) ascending and eigenvectors (V, V) (columns) of symmetric G from its upper
+    triangle; G (contiguous) is overwritten."""
+    if G.device.type == "cpu":
+        import scipy.linalg
+
+        # G^T is Fortran-contiguous, so LAPACK works in place; its lower triangle is G's upper.
+        w, v = scipy.linalg.eigh(G.numpy().T, lower=True, driver="evd", overwrite_a=True, check_finite=False)
+        return torch.from_numpy(w), torch.from_numpy(v)
+    return torch.linalg.eigh(G, UPLO="U")
+
+
+# ----------------------------------------------------------------------------------------------
+# RidgeGCV
+
+
+class RidgeGCV:
+    """Ridge regression X -> Y with intercept; alpha chosen by generalised cross-validation.
+
+    Parameters
+    ----------
+    alphas : sequence of float, default (1e0, 1e1, ..., 1e6)
+        Candidate penalties (positive). alpha applies to the standardised (or centred) X.
+    alpha_per_target : bool
+        False: one alpha for all outputs (the mean GCV over outputs is minimised).
+        True: each output gets its own alpha.
+    standardize_X : bool
+        True: X is centred and scaled to unit variance (ddof 0) before the ridge; False: only centred.
+        Either way ``coef_`` is in the original units of X. Constant columns get coefficient 0.
+    device : str or torch.device
+        Where the products run ("cpu", "cuda", "cuda:1"). X and Y stay where they are; row chunks
+        are moved to the device.
+    dtype : {"float32", "float64"}
+        Precision of the Gram matrix, its eigendecomposition and the products. Statistics (means,
+        variances, GCV residual sums) are always accumulated in float64.
+    chunk_rows : int
+        Rows of X and Y processed at once (bounds temporary memory).
+
+    Attributes (after ``fit``)
+    --------------------------
+    coef_ : ndarray (V, m), ``dtype``            weights in the original units of X
+    intercept_ : ndarray (m,), ``dtype``
+    alpha_ : float, or ndarray (m,) float64 if alpha_per_target
+    gcv_scores_ : ndarray (n_alphas,) float64, or (n_alphas, m) if alpha_per_target
+    n_features_in_ : int                         V
+    timings_ : dict[str, float]                  wall seconds per fit stage
+
+    GCV(alpha) = RSS(alpha) / (n (1 - tr(H)/n)^2) per output, with H the hat matrix of the ridge plus
+    intercept (tr H = 1 + sum_k lam_k / (lam_k + alpha)). This is Golub, Heath & Wahba's GCV, not the
+    exact leave-one-out error that sklearn's RidgeCV minimises, so the two can pick different alphas.
+
+    Memory at fit: X and Y (only read, never copied), the (V, m) result in ``dtype``, two (V, V)
+    matrices and row-chunk temporaries.
+    """
+
+    def __init__(
+        self,
+        alphas: Any = (1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6),
+        alpha_per_target: bool = False,
+        standardize_X: bool = True,
+        device: Any = "cpu",
+        dtype: str = "float32",
+        chunk_rows: int = 4096,
+    ) -> None:
+        self.alphas = alphas
+        self.alpha_per_target = alpha_per_target
+        self.standardize_X = standardize_X
+        self.device = device
+        self.dtype = dtype
+        self.chunk_rows = chunk_rows
+
+    def _check_alphas(self) -> np.ndarray:
+        a = np.asarray(self.alphas, dtype=np.float64)
+        if a.ndim != 1 or a.size < 1:
+            raise BenchError(f"alphas has shape {a.shape} but expected (n_alphas,) with n_alphas >= 1")
+        if not (np.isfinite(a).all() and (a > 0).all()):
+            raise BenchError(f"alphas has shape {a.shape} but contains non-positive or non-finite values")
+        return a
+
+    def fit(self, X: Any, Y: Any) -> "RidgeGCV":
+        """Fit on X (n, V) and Y (n, m), float32 or float64 arrays/tensors. Returns self."""
+        alphas = self._check_alphas()
+        dev, dt = _resolve(self.device, self.dtype)
+        rows = _positive_int("chunk_rows", self.chunk_rows)
+        Xt, Yt = _check_xy(X, Y)
+        n, V = Xt.shape
+        m = Yt.shape[1]
+        stage = _Stages(dev)
+
+        x_mean, x_m2 = _column_stats("X", Xt, dev, dt)
+        y_mean, y_m2 = _column_stats("Y", Yt, dev, dt)
+        stage("stats")
+        # Constant columns: scale 0 removes them exactly (coefficient 0) instead of amplifying
+        # rounding noise by 1/std.
+        x_std = (x_m2 / n).sqrt()
+        # A constant column comes out of the centring as rounding noise of order eps * |mean|.
+        const = x_std <= 16 * torch.finfo(dt).eps * x_mean.abs()
+        const |= x_std == 0
+        scale = 1.0 / x_std if self.standardize_X else torch.ones_like(x_std)
+        inv_s = torch.where(const, 0.0, scale)
+        mu = x_mean.to(dt)
+        inv_s_dt = inv_s.to(dt)
+
+        # Pass 1: Gram of centred X (upper block triangle), then standardise it in place.
+        G = torch.zeros(V, V, dtype=dt, device=dev)
+        for r0, r1 in _row_chunks(n, rows):
+            Xc = Xt[r0:r1].to(device=dev, dtype=dt) - mu
+            _gram_upper_(G, Xc)
+            del Xc
+        G.mul_(inv_s_dt[:, None]).mul_(inv_s_dt[None, :])
+        stage("gram")
+        lam, Q = _eigh_upper(G)
+        del G
+        lam = lam.to(device=dev, dtype=torch.float64).clamp_min_(0.0)
+        Q = Q.to(device=dev, dtype=dt)
+        stage("eigh")
+
+        # Pass 2: B = Z^T Y with Z = Xs Q built chunk by chunk. Y is never centred (no copy): Xs is
+        # centred, except for the rounding of the mean in dt, whose leak Z^T 1 ybar^T is removed.
+        B = torch.zeros(V, m, dtype=dt, device=dev)
+        z_sum = torch.zeros(V, dtype=torch.float64, device=dev)
+        for r0, r1 in _row_chunks(n, rows):
+            Z = _mm((Xt[r0:r1].to(device=dev, dtype=dt) - mu) * inv_s_dt, Q)
+            _addmm_(B, Z.T, Yt[r0:r1].to(device=dev, dtype=dt))
+            z_sum += Z.sum(0, dtype=torch.float64)
+            del Z
+        step = _col_chunk(V)
+        for j0 in range(0, m, step):
+            j1 = min(m, j0 + step)
+            B[:, j0:j1].sub_((z_sum[:, None] * y_mean[None, j0:j1]).to(dt))
+        stage("project")
+
+        # GCV for every alpha from B: RSS = ||y - ybar||^2 - sum_k (2 d_k - d_k^2 lam_k) B_kj^2.
+        a = torch.as_tensor(alphas, dtype=torch.float64, device=dev)
+        D = 1.0 / (lam[None, :] + a[:, None])  # (n_alphas, V)
+        F = 2.0 * D - D.square() * lam[None, :]
+        tr_h = 1.0 + (lam[None, :] * D).sum(1)  # (n_alphas,) intercept counted
+        explained = torch.empty(len(alphas), m, dtype=torch.float64, device=dev)
+        step = _col_chunk(V)
+        for j0 in range(0, m, step):
+            j1 = min(m, j0 + step)
+            explained[:, j0:j1] = F @ B[:, j0:j1].to(torch.float64, copy=True).square_()
+        rss = (y_m2[None, :] - explained).clamp_min_(0.0)
+        denom = n * (1.0 - tr_h / n).square()
+        gcv = torch.where(denom[:, None] > 0, rss / denom[:, None], torch.inf)
+        del explained, rss
+
+        if self.alpha_per_target:
+            best = gcv.argmin(0)  # (m,)
+            alpha_cols = a[best]
+            self.alpha_ = alpha_cols.cpu().numpy()
+            self.gcv_scores_ = gcv.cpu().numpy()
+        else:
+            mean_gcv = gcv.mean(1)
+            best_i = int(mean_gcv.argmin())
+            alpha_cols = a[best_i].expand(m)
+            self.alpha_ = float(alphas[best_i])
+            self.gcv_scores_ = mean_gcv.cpu().numpy()
+        del gcv
+        stage("gcv")
+
+        # W = Q diag(d) B column chunk by column chunk, overwriting B; then back to original units.
+        step = _col_chunk(V, B.element_size())
+        inv_s_col = inv_s_dt[:, None]
+        for j0 in range(0, m, step):
+            j1 = min(m, j0 + step)
+            Bc = B[:, j0:j1]
+            Bc.mul_((1.0 / (lam[:, None] + alpha_cols[None, j0:j1])).to(dt))
+            Wc = _mm(Q, Bc)
+            Wc.mul_(inv_s_col)
+            Bc.copy_(Wc)
+            del Wc
+        del Q
+        # intercept = ybar - mean(X) . coef (float64, chunked)
+        intercept = torch.empty(m, dtype=torch.float64, device=dev)
+        step = _col_chunk(V)
+        for j0 in range(0, m, step):
+            j1 = min(m, j0 + step)
+            intercept[j0:j1] = y_mean[j0:j1] - x_mean @ B[:, j0:j1].double()
+        stage("coef")
+
+        self.coef_ = B.cpu().numpy()
+        self.intercept_ = intercept.to(dt).cpu().numpy()
+        self.n_features_in_ = int(V)
+        self.timings_ = stage.seconds
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predictions (n, m) in ``dtype`` for X (n, V)."""
+        return _predict(self, X, "fit(X, Y)")
+
+
+def _predict(model: Any, X: Any, fit_call: str) -> np.ndarray:
+    if not hasattr(model, "coef_"):
+        raise BenchError(f"{type(model).__name__} is not fitted yet: call {fit_call} before predict")
+    dev, dt = _resolve(model.device, model.dtype)
+    rows = _positive_int("chunk_rows", getattr(model, "chunk_rows", 4096))
+    Xt = _as_tensor("X", X)
+    V = model.n_features_in_
+    if Xt.ndim != 2 or Xt.shape[1] != V:
+        raise BenchError(f"X has shape {tuple(Xt.shape)} but expected (n_samples, {V}) as in fit")
+    W = torch.from_numpy(model.coef_).to(device=dev, dtype=dt)
+    b = torch.from_numpy(np.asarray(model.intercept_)).to(device=dev, dtype=dt)
+    out = np.empty((Xt.shape[0], W.shape[1]), dtype=np.float32 if dt == torch.float32 else np.float64)
+    for r0, r1 in _row_chunks(Xt.shape[0], rows):
+        out[r0:r1] = torch.addmm(b, Xt[r0:r1].to(device=dev, dtype=dt), W).cpu().numpy()
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# SelectiveRidge (fastl2lir)
+
+
+class SelectiveRidge:
+    """fastl2lir's per-output voxel selection + ridge, batched.
+
+    For each output j: the ``n_feat`` voxels with the largest |Pearson correlation| to y_j on the
+    training set (zero-variance voxels, np.var < 1e-8, count as correlation 0), then the ridge
+    [X_I, 1] [w; b] ~ y_j with alpha added to the whole diagonal of the augmented Gram matrix, so
+    the bias is regularised too, exactly as ``fastl2lir.FastL2LiR().fit(X, Y, alpha, n_feat)``.
+    No standardisation is applied (fastl2lir does none).
+
+    Parameters
+    ----------
+    alpha : float >= 0
+    n_feat : int, 1 <= n_feat <= V (n_feat == V means no selection)
+    device : str or torch.device
+    dtype : {"float32", "float64"}
+        Precision of the shared Gram matrix X^T X. X^T Y (which decides the selection) and the small
+        per-output solves are always float64: selection compares correlations that can differ in
+        the 8th digit, and the solves are cheap.
+    chunk_outputs : int
+        Outputs solved per batch; memory ~ chunk_outputs * (n_feat^2) * 28 bytes.
+    chunk_rows : int
+        Rows of X and Y processed at once.
+
+    Attributes (after ``fit``)
+    --------------------------
+    coef_ : ndarray (V, m), ``dtype``, zeros for unselected voxels
+    intercept_ : ndarray (m,), ``dtype``
+    selected_ : ndarray (n_feat, m) int64, voxel indices per output, by decreasing |corr|
+    n_features_in_ : int
+    timings_ : dict[str, float]  wall seconds per fit stage
+
+    Differences from fastl2lir: outputs with zero variance get correlation 0 for every voxel
+    (fastl2lir gets NaN); ties in |corr| may be broken differently.
+    """
+
+    def __init__(
+        self,
+        alpha: float = 100.0,
+        n_feat: int = 500,
+        device: Any = "cpu",
+        dtype: str = "float32",
+        chunk_outputs: int = 32,
+        chunk_rows: int = 4096,
+    ) -> None:
+        self.alpha = alpha
+        self.n_feat = n_feat
+        self.device = device
+        self.dtype = dtype
+        self.chunk_outputs = chunk_outputs
+        self.chunk_rows = chunk_rows
+
+    def fit(self, X: Any, Y: Any) -> "SelectiveRidge":
+        """Fit on X (n, V) and Y (n, m), float32 or float64 arrays/tensors. Returns self."""
+        dev, dt = _resolve(self.device, self.dtype)
+        try:
+            alpha = float(self.alpha)
+        except (TypeError, ValueError):
+            raise BenchError(f"alpha must be a finite number >= 0, got {self.alpha!r}") from None
+        if not (math.isfinite(alpha) and alpha >= 0):
+            raise BenchError(f"alpha must be a finite number >= 0, got {self.alpha!r}")
+        k = _positive_int("n_feat", self.n_feat)
+        c_out = _positive_int("chunk_outputs", self.chunk_outputs)
+        rows = _positive_int("chunk_rows", self.chunk_rows)
+        Xt, Yt = _check_xy(X, Y)
+        n, V = Xt.shape
+        m = Yt.shape[1]
+        if k > V:
+            raise BenchError(f"X has shape {tuple(Xt.shape)} but n_feat={k} needs at least {k} voxels (columns)")
+        f64 = torch.float64
+        stage = _Stages(dev)
+
+        # float64: the voxel variances rank the correlations, like X^T Y below.
+        x_mean, x_m2 = _column_stats("X", Xt, dev, f64)
+        y_mean, y_m2 = _column_stats("Y", Yt, dev, dt)
+        stage("stats")
+
+        # One pass: Gram of centred X in dt (upper blocks) and Xc^T Y in float64.
+        G = torch.zeros(V, V, dtype=dt, device=dev)
+        C = torch.zeros(V, m, dtype=f64, device=dev)
+        for r0, r1 in _row_chunks(n, rows):
+            Xc = Xt[r0:r1].to(device=dev, dtype=f64) - x_mean
+            _addmm_(C, Xc.T, Yt[r0:r1].to(device=dev, dtype=f64))
+            if dt != f64:
+                Xc = Xc.to(dt)
+            _gram_upper_(G, Xc)
+            del Xc
+        _mirror_upper_(G)
+        stage("gram")
+
+        # Pearson correlation from the same statistics (the n-1 factors cancel).
+        corr = C / (x_m2.sqrt()[:, None] * y_m2.sqrt()[None, :])
+        corr[(x_m2 / n) < _FASTL2LIR_VAR_FLOOR] = 0.0
+        corr[:, y_m2 == 0] = 0.0
+        corr = corr.abs_().nan_to_num_(0.0)
+        stage("corr")
+
+        # With a ones column and alpha on the whole diagonal, eliminating the bias leaves
+        #   (Gc_II + alpha I + g mu_I mu_I^T) w = Xc_I^T y + g mu_I ybar,  g = n alpha / (n + alpha)
+        #   b = n / (n + alpha) (ybar - mu_I . w)
+        # which is fastl2lir's augmented system, solved without forming the uncentred Gram
+        # (better conditioned when voxel means are large).
+        g = n * alpha / (n + alpha)
+        W = torch.zeros(V, m, dtype=dt, device=dev)
+        b = torch.empty(m, dtype=f64, device=dev)
+        selected = torch.empty(k, m, dtype=torch.int64, device=dev)
+        Gflat = G.view(-1)
+        diag = torch.arange(k, device=dev)
+        for j0 in range(0, m, c_out):
+            j1 = min(m, j0 + c_out)
+            top = torch.topk(corr[:, j0:j1], k, dim=0, largest=True, sorted=True).indices  # (k, c)
+            selected[:, j0:j1] = top
+            idx = top.T.sort(1).values  # (c, k); sorted rows make the gather cache-friendlier
+            stage("select")
+            A = torch.take(Gflat, idx[:, :, None] * V + idx[:, None, :]).to(f64)  # (c, k, k)
+            stage("gather")
+            A[:, diag, diag] += alpha
+            mu_i = x_mean[idx]  # (c, k)
+            if g != 0.0:
+                A.baddbmm_(mu_i[:, :, None], mu_i[:, None, :], alpha=g)
+            cols = torch.arange(j0, j1, device=dev)
+            rhs = C[idx, cols[:, None]] + g * mu_i * y_mean[j0:j1, None]  # (c, k)
+            L, info = torch.linalg.cholesky_ex(A)
+            if bool((info != 0).any()):
+                bad = int(j0 + torch.nonzero(info)[0, 0])
+                raise BenchError(
+                    f"X has shape {tuple(Xt.shape)} and the selected voxels' Gram matrix for output "
+                    f"{bad} is singular at alpha={alpha:g}; expected alpha > 0"
+                )
+            w = torch.cholesky_solve(rhs[:, :, None], L)[:, :, 0]  # (c, k)
+            del A, L
+            b[j0:j1] = (n / (n + alpha)) * (y_mean[j0:j1] - (mu_i * w).sum(1))
+            W[:, j0:j1].scatter_(0, idx.T, w.T.to(dt))
+            stage("solve")
+        del G, C, corr
+
+        self.coef_ = W.cpu().numpy()
+        self.intercept_ = b.to(dt).cpu().numpy()
+        self.selected_ = selected.cpu().numpy()
+        self.n_features_in_ = int(V)
+        self.timings_ = stage.seconds
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predictions (n, m) in ``dtype`` for X (n, V)."""
+        return _predict(self, X, "fit(X, Y)")

@@ -1,0 +1,253 @@
+"""bench.ridge: RidgeGCV against sklearn and a brute-force GCV, SelectiveRidge against fastl2lir.
+
+Small arrays only; the paper-size timings live in benchmarks/test_bench_ridge.py.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from bench.errors import BenchError
+from bench.ridge import RidgeGCV, SelectiveRidge
+
+
+def _data(n=120, V=30, m=4, seed=0, offset=True):
+    """X (n, V) with uneven scales and means, Y (n, m) partly explained by the first 8 (or V) voxels."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, V)) * rng.uniform(0.5, 3.0, V)
+    if offset:
+        X += rng.uniform(-5.0, 20.0, V)
+    k = min(8, V)
+    Y = X[:, :k] @ rng.standard_normal((k, m)) + 3.0 * rng.standard_normal((n, m)) + 2.0
+    return X.astype(np.float32), Y.astype(np.float32)
+
+
+def _sklearn_ridge_original_units(X, Y, alpha):
+    from sklearn.linear_model import Ridge
+    from sklearn.preprocessing import StandardScaler
+
+    X64 = X.astype(np.float64)
+    sc = StandardScaler().fit(X64)
+    sk = Ridge(alpha=alpha).fit(sc.transform(X64), Y.astype(np.float64))
+    coef = sk.coef_.T / sc.scale_[:, None]
+    return coef, sk.intercept_ - sc.mean_ @ coef
+
+
+def _brute_force_gcv(X, Y, alphas, standardize=True):
+    """GCV_j(alpha) = ||(I - H) y_j||^2 / n / (1 - tr(H)/n)^2 with the explicit n x n hat matrix."""
+    X = X.astype(np.float64)
+    Y = Y.astype(np.float64)
+    n, V = X.shape
+    Xc = X - X.mean(0)
+    if standardize:
+        Xc = Xc / X.std(0)
+    out = []
+    for a in alphas:
+        H = np.full((n, n), 1.0 / n) + Xc @ np.linalg.solve(Xc.T @ Xc + a * np.eye(V), Xc.T)
+        R = Y - H @ Y
+        out.append((R**2).sum(0) / n / (1.0 - np.trace(H) / n) ** 2)
+    return np.array(out)  # (n_alphas, m)
+
+
+# ----------------------------------------------------------------------------------------------
+# RidgeGCV
+
+
+@pytest.mark.parametrize("dtype,tol", [("float32", 1e-4), ("float64", 1e-9)])
+def test_ridgegcv_fixed_alpha_matches_sklearn(dtype, tol):
+    X, Y = _data()
+    model = RidgeGCV(alphas=(10.0,), dtype=dtype).fit(X, Y)
+    coef, intercept = _sklearn_ridge_original_units(X, Y, 10.0)
+    assert model.coef_.shape == (30, 4) and model.intercept_.shape == (4,)
+    assert model.alpha_ == 10.0 and model.n_features_in_ == 30
+    np.testing.assert_allclose(model.coef_, coef, rtol=0, atol=tol * np.abs(coef).max())
+    # The intercept absorbs mean(X) . coef, so compare it on the predictions' scale.
+    np.testing.assert_allclose(model.intercept_, intercept, rtol=tol, atol=tol * np.abs(Y).max())
+
+
+def test_ridgegcv_scores_match_brute_force_gcv():
+    X, Y = _data(n=60, V=20, m=3, seed=1)
+    alphas = (0.1, 1.0, 10.0, 100.0, 1000.0)
+    ref = _brute_force_gcv(X, Y, alphas)
+    per = RidgeGCV(alphas=alphas, alpha_per_target=True, dtype="float64").fit(X, Y)
+    np.testing.assert_allclose(per.gcv_scores_, ref, rtol=1e-8)
+    np.testing.assert_array_equal(per.alpha_, np.asarray(alphas)[ref.argmin(0)])
+    shared = RidgeGCV(alphas=alphas, dtype="float64").fit(X, Y)
+    np.testing.assert_allclose(shared.gcv_scores_, ref.mean(1), rtol=1e-8)
+    assert shared.alpha_ == alphas[int(ref.mean(1).argmin())]
+    # float32 picks the same alpha and nearly the same scores.
+    f32 = RidgeGCV(alphas=alphas, alpha_per_target=True).fit(X, Y)
+    np.testing.assert_allclose(f32.gcv_scores_, ref, rtol=1e-3)
+    np.testing.assert_array_equal(f32.alpha_, per.alpha_)
+
+
+def test_ridgegcv_unstandardized_matches_brute_force_and_sklearn():
+    from sklearn.linear_model import Ridge
+
+    X, Y = _data(n=50, V=10, m=2, seed=2)
+    alphas = (1.0, 30.0, 1000.0)
+    model = RidgeGCV(alphas=alphas, standardize_X=False, alpha_per_target=True, dtype="float64").fit(X, Y)
+    ref = _brute_force_gcv(X, Y, alphas, standardize=False)
+    np.testing.assert_allclose(model.gcv_scores_, ref, rtol=1e-8)
+    for j in range(2):
+        sk = Ridge(alpha=model.alpha_[j]).fit(X.astype(np.float64), Y[:, j].astype(np.float64))
+        np.testing.assert_allclose(model.coef_[:, j], sk.coef_, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(model.intercept_[j], sk.intercept_, rtol=1e-8)
+
+
+def test_ridgegcv_alpha_per_target_follows_signal():
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((200, 15)).astype(np.float32)
+    Y = np.stack([rng.standard_normal(200), X @ rng.standard_normal(15)], 1).astype(np.float32)
+    Y[:, 1] += 0.05 * rng.standard_normal(200).astype(np.float32)
+    model = RidgeGCV(alpha_per_target=True).fit(X, Y)
+    assert model.alpha_.shape == (2,) and model.gcv_scores_.shape == (7, 2)
+    assert model.alpha_[0] >= 1e3 and model.alpha_[1] == 1.0  # noise -> strong shrinkage; signal -> least
+
+
+def test_ridgegcv_predict_chunks_and_inputs_untouched():
+    X, Y = _data(n=70, V=12, m=3, seed=4)
+    X0, Y0 = X.copy(), Y.copy()
+    big = RidgeGCV(chunk_rows=4096).fit(X, Y)
+    small = RidgeGCV(chunk_rows=7).fit(X, Y)
+    np.testing.assert_array_equal(X, X0)
+    np.testing.assert_array_equal(Y, Y0)
+    assert big.alpha_ == small.alpha_
+    np.testing.assert_allclose(small.coef_, big.coef_, rtol=1e-4, atol=1e-5)
+    pred = small.predict(X)
+    assert pred.shape == (70, 3) and pred.dtype == np.float32
+    np.testing.assert_allclose(pred, X @ small.coef_ + small.intercept_, rtol=1e-5, atol=1e-4)
+    # torch tensors and float64 arrays are accepted as well.
+    t = RidgeGCV().fit(torch.from_numpy(X), Y.astype(np.float64))
+    np.testing.assert_allclose(t.coef_, big.coef_, rtol=1e-4, atol=1e-5)
+
+
+def test_ridgegcv_constant_column_gets_zero_weight():
+    X, Y = _data(n=40, V=6, m=2, seed=5)
+    X[:, 2] = 3.25
+    model = RidgeGCV().fit(X, Y)
+    assert np.isfinite(model.coef_).all() and np.isfinite(model.intercept_).all()
+    assert np.all(model.coef_[2] == 0)
+    ref = RidgeGCV(alphas=(model.alpha_,)).fit(np.delete(X, 2, axis=1), Y)
+    np.testing.assert_allclose(np.delete(model.coef_, 2, axis=0), ref.coef_, rtol=1e-4, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# SelectiveRidge vs fastl2lir
+
+
+def _fastl2lir(X, Y, alpha, n_feat):
+    fastl2lir = pytest.importorskip("fastl2lir")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = fastl2lir.FastL2LiR().fit(X, Y, alpha, n_feat)  # float64 by default
+    return model.W, model.b.ravel()
+
+
+@pytest.mark.parametrize("dtype,tol", [("float32", 1e-4), ("float64", 1e-9)])
+def test_selective_ridge_matches_fastl2lir(dtype, tol):
+    X, Y = _data(n=150, V=40, m=6, seed=6)
+    X[:, 5] = 1.5  # zero variance: correlation 0, never selected
+    W, b = _fastl2lir(X, Y, 10.0, 12)
+    model = SelectiveRidge(alpha=10.0, n_feat=12, dtype=dtype, chunk_outputs=4).fit(X, Y)
+    assert model.coef_.shape == (40, 6) and model.intercept_.shape == (6,)
+    assert model.selected_.shape == (12, 6)
+    assert np.abs(model.coef_ - W).max() < tol
+    assert np.abs(model.intercept_ - b).max() < tol
+    for j in range(6):
+        assert set(model.selected_[:, j]) == set(np.flatnonzero(W[:, j]))
+    assert 5 not in model.selected_
+    np.testing.assert_allclose(model.predict(X), X @ W + b, rtol=1e-5, atol=1e-3)
+
+
+def test_selective_ridge_all_voxels_matches_fastl2lir():
+    X, Y = _data(n=60, V=10, m=3, seed=7)
+    W, b = _fastl2lir(X, Y, 5.0, 10)  # n_feat == V: fastl2lir's no-selection branch
+    model = SelectiveRidge(alpha=5.0, n_feat=10, dtype="float64").fit(X, Y)
+    assert np.abs(model.coef_ - W).max() < 1e-9 and np.abs(model.intercept_ - b).max() < 1e-9
+
+
+# ----------------------------------------------------------------------------------------------
+# Devices
+
+
+def test_cpu_device_and_cuda_when_present():
+    X, Y = _data(n=50, V=12, m=3, seed=8)
+    cpu = RidgeGCV(device=torch.device("cpu")).fit(X, Y)
+    sel = SelectiveRidge(alpha=1.0, n_feat=5, device="cpu").fit(X, Y)
+    if not torch.cuda.is_available():
+        return
+    gpu = RidgeGCV(device="cuda").fit(X, Y)
+    assert gpu.alpha_ == cpu.alpha_
+    np.testing.assert_allclose(gpu.coef_, cpu.coef_, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(gpu.predict(X), cpu.predict(X), rtol=1e-3, atol=1e-3)
+    sel_gpu = SelectiveRidge(alpha=1.0, n_feat=5, device="cuda").fit(X, Y)
+    np.testing.assert_allclose(sel_gpu.coef_, sel.coef_, rtol=1e-3, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------
+# Errors: one line, naming the array, its shape and the expected shape
+
+
+def test_errors_input_shapes():
+    X, Y = _data(n=20, V=5, m=2)
+    for model in (RidgeGCV(), SelectiveRidge(alpha=1.0, n_feat=2)):
+        with pytest.raises(BenchError, match=r"X has shape \(20,\) but expected a 2-D array \(n_samples, n_voxels\)"):
+            model.fit(X[:, 0], Y)
+        with pytest.raises(BenchError, match=r"Y has shape \(20,\) but expected a 2-D array \(20, n_outputs\)"):
+            model.fit(X, Y[:, 0])
+        with pytest.raises(BenchError, match=r"Y has shape \(19, 2\) but expected \(20, n_outputs\) to match X's rows"):
+            model.fit(X, Y[:19])
+        with pytest.raises(BenchError, match=r"X has shape \(1, 5\) and Y \(1, 2\) but expected at least 2 rows"):
+            model.fit(X[:1], Y[:1])
+        with pytest.raises(BenchError, match=r"X has shape \(20, 5\) and dtype <U1; expected a float array"):
+            model.fit(np.full((20, 5), "a"), Y)
+        Xn = X.copy()
+        Xn[3, 1] = np.nan
+        with pytest.raises(BenchError, match=r"X has shape \(20, 5\) and contains NaN or inf"):
+            model.fit(Xn, Y)
+        Yn = Y.copy()
+        Yn[0, 0] = np.inf
+        with pytest.raises(BenchError, match=r"Y has shape \(20, 2\) and contains NaN or inf"):
+            model.fit(X, Yn)
+        with pytest.raises(BenchError, match=r"is not fitted yet: call fit\(X, Y\) before predict"):
+            type(model)().predict(X)
+        model.fit(X, Y)
+        with pytest.raises(BenchError, match=r"X has shape \(20, 4\) but expected \(n_samples, 5\) as in fit"):
+            model.predict(X[:, :4])
+
+
+def test_errors_parameters():
+    X, Y = _data(n=20, V=5, m=2)
+    with pytest.raises(BenchError, match=r"alphas has shape \(0,\) but expected \(n_alphas,\) with n_alphas >= 1"):
+        RidgeGCV(alphas=()).fit(X, Y)
+    with pytest.raises(BenchError, match=r"alphas has shape \(2,\) but contains non-positive or non-finite"):
+        RidgeGCV(alphas=(1.0, -1.0)).fit(X, Y)
+    with pytest.raises(BenchError, match=r"dtype must be 'float32' or 'float64', got 'float16'"):
+        RidgeGCV(dtype="float16").fit(X, Y)
+    with pytest.raises(BenchError, match=r"chunk_rows must be a positive integer, got 0"):
+        RidgeGCV(chunk_rows=0).fit(X, Y)
+    with pytest.raises(BenchError, match=r"device 'nodevice' is not a torch device"):
+        RidgeGCV(device="nodevice").fit(X, Y)
+    with pytest.raises(BenchError, match=r"device 'meta' is not supported"):
+        SelectiveRidge(device="meta").fit(X, Y)
+    if not torch.cuda.is_available():
+        with pytest.raises(BenchError, match=r"device 'cuda' requested but torch.cuda.is_available\(\) is False"):
+            RidgeGCV(device="cuda").fit(X, Y)
+    with pytest.raises(BenchError, match=r"X has shape \(20, 5\) but n_feat=6 needs at least 6 voxels"):
+        SelectiveRidge(alpha=1.0, n_feat=6).fit(X, Y)
+    with pytest.raises(BenchError, match=r"n_feat must be a positive integer, got 0"):
+        SelectiveRidge(alpha=1.0, n_feat=0).fit(X, Y)
+    with pytest.raises(BenchError, match=r"chunk_outputs must be a positive integer, got -1"):
+        SelectiveRidge(alpha=1.0, n_feat=2, chunk_outputs=-1).fit(X, Y)
+    for bad in (-1.0, float("nan"), "x"):
+        with pytest.raises(BenchError, match=r"alpha must be a finite number >= 0"):
+            SelectiveRidge(alpha=bad, n_feat=2).fit(X, Y)
+    Xd = X.copy()
+    Xd[:, 1] = Xd[:, 0]  # duplicate voxel: singular at alpha 0
+    with pytest.raises(BenchError, match=r"X has shape \(20, 5\) and the selected voxels' Gram matrix for output 0 is singular"):
+        SelectiveRidge(alpha=0.0, n_feat=5, dtype="float64").fit(Xd, Y)
