@@ -8,6 +8,7 @@ METHODS.register("lir", "methods.lir:LiR")
 METHODS.register("mlp", "methods.mlp:MLP")
 METHODS.register("bilstm", "methods.seq:BiLSTM")
 METHODS.register("transformer", "methods.seq:Transformer")
+METHODS.register("c2f_decoder", "methods.c2f:C2FDecoder")
 
 
 def get_method(name: str):
