@@ -59,7 +59,7 @@ API for the LDM methods (fine_ldm / c2f_ldm)::
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import numpy as np
