@@ -9,6 +9,8 @@ METHODS.register("mlp", "methods.mlp:MLP")
 METHODS.register("bilstm", "methods.seq:BiLSTM")
 METHODS.register("transformer", "methods.seq:Transformer")
 METHODS.register("c2f_decoder", "methods.c2f:C2FDecoder")
+METHODS.register("fine_ldm", "methods.ldm:FineLDM")
+METHODS.register("c2f_ldm", "methods.ldm:C2FLDM")
 
 
 def get_method(name: str):
