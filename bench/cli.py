@@ -51,6 +51,24 @@ def _parse_sets(pairs: list[str] | None) -> dict:
     return out
 
 
+def _parse_grid(pairs: list[str] | None) -> dict:
+    """--grid KEY=V1,V2,... (or a YAML list) -> {key: [values]}."""
+    import yaml
+
+    out = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key or not raw:
+            raise BenchError(f"--grid expects KEY=V1,V2,..., got {pair!r}")
+        try:
+            parsed = yaml.safe_load(raw)
+            values = parsed if isinstance(parsed, list) else [yaml.safe_load(v) for v in raw.split(",")]
+        except yaml.YAMLError:
+            raise BenchError(f"--grid {key}: cannot parse values {raw!r}; e.g. --grid p_gt=0,0.25,0.5") from None
+        out[key.strip()] = values
+    return out
+
+
 def _parse_seeds(spec: str) -> list[int]:
     try:
         return [int(s) for s in spec.split(",") if s.strip()]
@@ -69,6 +87,7 @@ def run(
     scale: str = typer.Option("default", "--scale", help="Simulated datasets only: default or paper sizes."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Recompute cells that already have records."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a method parameter: KEY=VALUE (YAML value)."),
+    grid: Optional[List[str]] = typer.Option(None, "--grid", help="Run every value of a parameter: KEY=V1,V2 (repeatable; e.g. the paper's Table 3: --grid p_gt=0,0.25,0.5 --grid prompt=none,text,audio)."),
     error_score: str = typer.Option("raise", "--error-score", help="raise (default) or nan: skip a crashing cell and go on."),
     runs: Optional[Path] = RunsDir,
     data_root: Optional[Path] = DataRoot,
@@ -87,7 +106,8 @@ def run(
     methods = METHODS.resolve_many(method)
     datasets = resolve_datasets(dataset, data_root)
     subj = [s.strip() for s in subjects.split(",")] if subjects else None
-    cells = plan_cells(methods, datasets, subj, _parse_seeds(seeds), profile, scale, _parse_sets(set_), data_root)
+    cells = plan_cells(methods, datasets, subj, _parse_seeds(seeds), profile, scale, _parse_sets(set_), data_root,
+                       grid=_parse_grid(grid))
     rdir = runs_dir(runs)
     from tqdm.auto import tqdm
 

@@ -40,7 +40,9 @@ def _arrow(higher: bool) -> str:
 def _row_name(rec: dict) -> str:
     info = rec.get("method_info", {})
     name = info.get("display_name") or rec["config"]["method"]
-    label = f"{name} ({rec['config']['profile']})"
+    extras = [rec["config"]["profile"]]
+    extras += [f"{k}={v}" for k, v in sorted(rec["config"].get("overrides", {}).items())]
+    label = f"{name} ({'; '.join(extras)})"
     if info.get("backbone_weights") == "random-init":
         label += " [random-init]"
     return label

@@ -67,6 +67,7 @@ def resolve_config(cell: Cell, data_root=None) -> dict:
     return {
         "method": cell.method,
         "params": _jsonable(method.get_params()),
+        "overrides": _jsonable(dict(cell.overrides)),  # what --set/--grid changed: shown in row names
         "profile": cell.profile,
         "dataset": cell.dataset,
         "dataset_version": dataset.version(cell.scale),
@@ -233,12 +234,13 @@ def _check_reconstruction(rec, test, cell: Cell) -> None:
 
 def plan_cells(
     methods: list[str], datasets: list[str], subjects: list[str] | None, seeds: list[int], profile: str,
-    scale: str = "default", overrides: dict | None = None, data_root=None,
+    scale: str = "default", overrides: dict | None = None, data_root=None, grid: dict[str, list] | None = None,
 ) -> list[Cell]:
     from bench.datasets import get_dataset
 
     cells = []
     ov = tuple(sorted((overrides or {}).items()))
+    grids = grid_overrides(ov, grid or {})
     for ds_name in datasets:
         ds = get_dataset(ds_name)
         if subjects:
@@ -249,10 +251,21 @@ def plan_cells(
         else:
             subs = ds.prepared_subjects(data_root, scale) if ds.is_prepared(data_root, scale) else ds.subjects
         for m in methods:
-            for s in subs:
-                for seed in seeds:
-                    cells.append(Cell(m, ds_name, s, int(seed), profile, scale, ov))
+            for g in grids:
+                for s in subs:
+                    for seed in seeds:
+                        cells.append(Cell(m, ds_name, s, int(seed), profile, scale, g))
     return cells
+
+
+def grid_overrides(base: tuple, grid: dict[str, list]) -> list[tuple]:
+    """Every combination of the ``grid`` values on top of ``base`` overrides (e.g. the paper's Table 3)."""
+    import itertools
+
+    combos = [dict(base)]
+    for key, values in sorted(grid.items()):
+        combos = [{**c, key: v} for c in combos for v in values]
+    return [tuple(sorted(c.items())) for c in combos]
 
 
 @dataclass

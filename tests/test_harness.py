@@ -156,3 +156,15 @@ def test_corrupt_record_and_prepared_file_are_named(tiny_catalogue, runs, sessio
             get_dataset("tiny-speech").load_split("sim01", "test")
     finally:
         target.write_bytes(original)
+
+
+def test_grid_expands_every_combination(tiny_catalogue):
+    cells = plan_cells(["mlp"], ["tiny-speech"], None, [0], "tiny", overrides={"max_epochs": 2},
+                       grid={"alpha": [1e-4, 1e-3], "batch_size": [16, 32]})
+    combos = {c.overrides for c in cells}
+    assert len(cells) == 4 and len(combos) == 4
+    assert all(dict(c.overrides)["max_epochs"] == 2 for c in cells)
+    from bench.runner import resolve_config
+
+    hashes = {json.dumps(resolve_config(c), sort_keys=True) for c in cells}
+    assert len(hashes) == 4
