@@ -156,7 +156,7 @@ def _mel_magnitude(audio: np.ndarray, cfg: dict) -> np.ndarray:
     mag = stft_magnitude(audio, cfg["n_fft"], cfg["hop"], cfg["win"], center=True)
     fb = _cached_filterbank(cfg["sr"], cfg["n_fft"], cfg["n_mels"], cfg["fmin"], cfg["fmax"])
     # (n_mels, F) @ (n, F, T) -> (n, n_mels, T); torch's batched BLAS is ~10x numpy's stacked matmul here.
-    return torch.matmul(torch.from_numpy(np.ascontiguousarray(fb, dtype=np.float32)), torch.from_numpy(mag)).numpy()
+    return torch.matmul(torch.tensor(fb, dtype=torch.float32), torch.from_numpy(mag)).numpy()
 
 
 def vocoder_mel(audio: np.ndarray) -> np.ndarray:
