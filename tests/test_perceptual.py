@@ -71,6 +71,7 @@ def _calibrated_cnn14():
 @pytest.fixture(scope="module")
 def tiny_files(tmp_path_factory):
     """Random tiny weights under the catalogue's file names (PANNs with a numpy 'sampler', LAION-style CLAP .pt)."""
+    pytest.importorskip("transformers")
     from metrics.networks import clap as C
 
     folder = tmp_path_factory.mktemp("weights")
@@ -194,14 +195,14 @@ def test_record_features_are_kept_beside_the_record(tiny_weights, monkeypatch, t
     assert E.record_embeddings_path(tmp_path / "runs" / "sub-S1_seed-0_abc.json") == emb
     audio = split.audio * 0.7
     a = {}
-    for name in ("fd", "fad", "clap"):
+    for name in ("fd", "kl", "fad"):
         a.update(_evaluate(name, _ctx(audio, split, embeddings_path=emb)))
-    assert sorted(calls) == sorted(["panns", "panns", "vggish", "vggish", "clap", "clap"])
+    assert sorted(calls) == sorted(["panns", "panns", "vggish", "vggish"])  # FD and KL share one PANNs pass
     with np.load(emb) as z:
-        assert {"panns__embedding", "panns__logits", "vggish__patches", "clap__embedding", "clap__audio_sha256"} <= set(z.files)
+        assert {"panns__embedding", "panns__logits", "panns__key", "vggish__patches", "vggish__n_patches", "vggish__audio_sha256"} <= set(z.files)
     calls.clear()
     b = {}
-    for name in ("fd", "fad", "clap"):  # rescoring: nothing is recomputed
+    for name in ("fd", "kl", "fad"):  # rescoring: nothing is recomputed
         b.update(_evaluate(name, _ctx(audio, split, embeddings_path=emb)))
     assert calls == [] and all(a[k].value == b[k].value for k in a)
     _evaluate("fd", _ctx(audio * 0.5, split, embeddings_path=emb))  # changed audio: recomputed, not reused
