@@ -169,6 +169,8 @@ def run_cell(
         _check_reconstruction(rec, test, cell)
         t0 = time.perf_counter()
         ctx = EvalContext(rec, test, method)
+        ctx.device = device  # batched embedding networks run on the cell's device
+        ctx.embeddings_path = path.with_suffix(".emb.npz")  # the record's own embeddings: rescoring needs no refit
         results: dict[str, MetricResult] = {}
         higher: dict[str, bool] = {}
         for name in metrics or METRICS.names():
