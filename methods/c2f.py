@@ -119,6 +119,8 @@ def _build_acoustic_decoder(**kwargs):
     import torch
     import torch.nn as nn
 
+    from methods.seq import query_transformer
+
     class AcousticDecoder(nn.Module):
         """D^Aco: (fMRI token (B, n_token), semantic (B, semantic_dim) or None) -> c (B, n_patch, out_dim)."""
 
@@ -133,15 +135,8 @@ def _build_acoustic_decoder(**kwargs):
             # The paper: the 768 voxels form the fMRI token directly (d_model = 768).
             self.fmri_proj = nn.Identity() if n_token == d_model else nn.Linear(n_token, d_model)
             self.token_type = nn.Parameter(torch.randn(1, 2 if use_semantic else 1, d_model) * 0.02)
-            self.encoder = nn.TransformerEncoder(
-                nn.TransformerEncoderLayer(d_model, n_heads, 4 * d_model, dropout, batch_first=True, norm_first=True),
-                n_enc_layers, enable_nested_tensor=False,
-            )
-            self.queries = nn.Parameter(torch.randn(1, n_patch, d_model) * 0.02)
-            self.decoder = nn.TransformerDecoder(
-                nn.TransformerDecoderLayer(d_model, n_heads, 4 * d_model, dropout, batch_first=True, norm_first=True),
-                n_dec_layers,
-            )
+            self.encoder, self.queries, self.decoder = query_transformer(
+                d_model, n_heads, n_enc_layers, n_dec_layers, n_patch, dropout)
             self.head = nn.Linear(d_model, out_dim)
 
         def forward(self, x_token, semantic=None):
@@ -212,6 +207,7 @@ def load_backbones(kind: str, *, device: str, seed: int) -> Backbones:
         cfg.audio_config.projection_dim = SEMANTIC_DIM
         cfg.text_config.projection_dim = SEMANTIC_DIM
         clap = ClapNetwork(build_model(cfg).to(device))
+        clap.smoke_byte_tokens = True  # random-init text tower: no real tokenizer needed for smoke runs
     return Backbones(mae, clap, "random-init", f"audiomae-tiny-s{seed}", f"clap-tiny-s{seed}",
                      {"audiomae": "random-init AudioMAEConfig.tiny()", "clap": "random-init tiny_config() 512-d"})
 

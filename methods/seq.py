@@ -83,8 +83,26 @@ class _SeqDecoder(DirectMelDecoder):
         return {"epochs_run": h["epochs_run"], "best_epoch": h["best_epoch"], "final_train_loss": h["train_loss"][-1]}
 
 
-def _transformer_net(n_voxels, n_frames, n_mels, d_model, n_heads, n_layers, dropout):
+def query_transformer(d_model: int, n_heads: int, n_enc_layers: int, n_dec_layers: int, n_queries: int, dropout: float):
+    """The shared sequence-to-sequence core: a pre-norm Transformer encoder, ``n_queries`` learned queries
+    (1, n_queries, d_model) and a pre-norm Transformer decoder that attends from them to the encoded tokens.
+    Used by the direct Transformer decoder and by the acoustic decoder (``methods.c2f``)."""
     import torch
+    import torch.nn as nn
+
+    encoder = nn.TransformerEncoder(
+        nn.TransformerEncoderLayer(d_model, n_heads, 4 * d_model, dropout, batch_first=True, norm_first=True),
+        n_enc_layers, enable_nested_tensor=False,
+    )
+    queries = nn.Parameter(torch.randn(1, n_queries, d_model) * 0.02)
+    decoder = nn.TransformerDecoder(
+        nn.TransformerDecoderLayer(d_model, n_heads, 4 * d_model, dropout, batch_first=True, norm_first=True),
+        n_dec_layers,
+    )
+    return encoder, queries, decoder
+
+
+def _transformer_net(n_voxels, n_frames, n_mels, d_model, n_heads, n_layers, dropout):
     import torch.nn as nn
 
     class FmriToMelTransformer(nn.Module):
@@ -93,15 +111,7 @@ def _transformer_net(n_voxels, n_frames, n_mels, d_model, n_heads, n_layers, dro
         def __init__(self):
             super().__init__()
             self.fmri_token = nn.Linear(n_voxels, d_model)
-            self.encoder = nn.TransformerEncoder(
-                nn.TransformerEncoderLayer(d_model, n_heads, 4 * d_model, dropout, batch_first=True, norm_first=True),
-                n_layers, enable_nested_tensor=False,
-            )
-            self.queries = nn.Parameter(torch.randn(1, n_frames, d_model) * 0.02)
-            self.decoder = nn.TransformerDecoder(
-                nn.TransformerDecoderLayer(d_model, n_heads, 4 * d_model, dropout, batch_first=True, norm_first=True),
-                n_layers,
-            )
+            self.encoder, self.queries, self.decoder = query_transformer(d_model, n_heads, n_layers, n_layers, n_frames, dropout)
             self.head = nn.Linear(d_model, n_mels)
 
         def forward(self, x):

@@ -62,6 +62,8 @@ datasets:
     clip_seconds: 2.0
     n_patch: 112
     label_kind: speaker gender
+    probe_groups: none
+    text_prompts: {{male: "man speaking", female: "woman speaking"}}
     params: {params_speech}
   brain2sound:
     kind: real

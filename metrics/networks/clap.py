@@ -161,6 +161,7 @@ class ClapNetwork:
         self.source = source
         self.fmin, self.fmax = float(fmin), float(fmax)
         self._tokenizer = None
+        self.smoke_byte_tokens = False  # set for random-init tiny models only (see byte_token_ids)
 
     @property
     def device(self) -> torch.device:
@@ -239,8 +240,27 @@ class ClapNetwork:
 
     def text_embeddings(self, texts: list[str]) -> np.ndarray:
         """Texts -> (n, D) float32, L2-normalised (padding to 77 tokens with truncation, as laion_clap)."""
+        if self.tokenizer_source is None and self.smoke_byte_tokens:
+            ids, mask = byte_token_ids(texts, self.model.config.text_config.vocab_size)
+            return self.text_embeddings_from_ids(ids, mask)
         tok = self.tokenizer()(list(texts), padding="max_length", truncation=True, max_length=TEXT_LENGTH, return_tensors="pt")
         return self.text_embeddings_from_ids(tok["input_ids"], tok["attention_mask"])
+
+
+def byte_token_ids(texts: list[str], vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Smoke-run stand-in for the RoBERTa tokenizer: UTF-8 bytes as ids (offset past the special tokens).
+
+    Only for random-initialised tiny CLAP models (``ClapNetwork.smoke_byte_tokens``), whose text embeddings
+    mean nothing anyway; a pretrained model always uses its real tokenizer.
+    """
+    ids = np.ones((len(texts), TEXT_LENGTH), dtype=np.int64)  # RoBERTa's pad id is 1
+    mask = np.zeros((len(texts), TEXT_LENGTH), dtype=np.int64)
+    for i, text in enumerate(texts):
+        body = [3 + (b % (vocab_size - 3)) for b in str(text).encode("utf-8")][: TEXT_LENGTH - 2]
+        row = [0] + body + [2]  # <s> ... </s>
+        ids[i, : len(row)] = row
+        mask[i, : len(row)] = 1
+    return ids, mask
 
 
 # ----------------------------------------------------------------------------------------------
