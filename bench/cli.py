@@ -112,12 +112,20 @@ def run(
     from tqdm.auto import tqdm
 
     summary = run_cells(cells, runs=rdir, data_root=data_root, device=device, overwrite=overwrite,
-                        error_score=error_score, progress=sys.stderr.isatty(), echo=tqdm.write)
+                        error_score=error_score, progress=sys.stderr.isatty(), echo=_echo_line)
     typer.echo(f"{summary.count('done')} done, {summary.count('skipped')} skipped, {summary.count('failed')} failed; records in {rdir}")
     if leaderboard:
         _write_leaderboards(rdir, out)
     if summary.count("failed"):
         raise typer.Exit(1)
+
+
+def _echo_line(message: str) -> None:
+    """One progress line, printed above any progress bar and flushed (logs show it as it happens)."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(message)
+    sys.stdout.flush()
 
 
 def _write_leaderboards(rdir: Path, out: Path) -> None:

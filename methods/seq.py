@@ -145,7 +145,7 @@ def _bilstm_net(n_voxels, n_frames, n_mels, d_model, n_layers, dropout):
 
 
 _TINY = {"d_model": 64, "n_layers": 1, "dropout": 0.0, "lr": 3e-3, "weight_decay": 1e-2, "batch_size": 32,
-         "epochs": 20, "grad_accum": 1, "patience": 0, "validation_fraction": 0.1, "vocoder": "griffin-lim",
+         "epochs": 5, "grad_accum": 1, "patience": 0, "validation_fraction": 0.1, "vocoder": "griffin-lim",
          "griffin_lim_iters": 8}
 # The paper: width 768, 4 layers, AdamW, batch 8, 30-40 epochs on one A100 (its learning rates are for
 # the acoustic decoder and the LDM); we use lr 1e-4 and early stopping on held-out training stimuli.
