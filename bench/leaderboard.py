@@ -76,8 +76,12 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
 
     # metric names present, paper columns first, then families (probe:*, ident:*) sorted
     present = sorted({m for r in recs for m in r["metrics"]})
-    paper_cols = [m for m in PAPER_COLUMNS if m in present or m in METRICS]
-    extra_cols = [m for m in present if m not in PAPER_COLUMNS]
+    paper_cols = []
+    for m in PAPER_COLUMNS:
+        if m in present or m in METRICS:
+            # variants of a paper metric (e.g. kl:sigmoid) sit beside it
+            paper_cols += [m] + [v for v in present if v.startswith(m + ":")]
+    extra_cols = [m for m in present if m not in paper_cols]
 
     # (row) -> subject -> metric -> list over seeds
     table: dict[str, dict[str, dict[str, list]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
