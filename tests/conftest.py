@@ -18,14 +18,18 @@ def session_data_root(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="session")
+def empty_weights_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("no-weights")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_env(request, monkeypatch, session_data_root, tmp_path):
+def _isolated_env(request, monkeypatch, session_data_root, empty_weights_dir, tmp_path):
     monkeypatch.setenv("BENCH_DATA", str(session_data_root))
     monkeypatch.setenv("BENCH_RUNS", str(tmp_path / "runs"))
     if request.node.get_closest_marker("weights") is None:
         # A developer's real weights must not leak into ordinary tests (they assert "unavailable").
-        empty = tmp_path / "no-weights"
-        empty.mkdir(exist_ok=True)
+        empty = empty_weights_dir
         monkeypatch.setenv("BENCH_WEIGHTS", str(empty))
         monkeypatch.setenv("HF_HUB_CACHE", str(empty))
         for key in [k for k in os.environ if k.startswith("BENCH_WEIGHT_")]:
