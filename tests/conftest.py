@@ -104,3 +104,50 @@ def tiny_catalogue(tmp_path, monkeypatch):
     datasets._read_catalogue.cache_clear()
     yield path
     datasets._read_catalogue.cache_clear()
+
+
+SMALL_CATALOGUE = """
+groups:
+  sim: [small-sound]
+datasets:
+  small-sound:
+    kind: simulated
+    version: "s1"
+    title: very small simulated sound (backbone methods)
+    generator: sound
+    seed: 3
+    mirrors: brain2sound
+    subjects: [sim01]
+    sample_rate: 16000
+    clip_seconds: 4.0
+    n_patch: 208
+    label_kind: sound category
+    params: {params}
+"""
+
+
+@pytest.fixture
+def small_catalogue(tmp_path, monkeypatch):
+    """One very small simulated sound dataset, ``small-sound``, for the methods with backbones."""
+    import json
+
+    from bench import datasets
+    from tests.sim_sizes import SMALL_SOUND
+
+    path = tmp_path / "datasets.yaml"
+    path.write_text(SMALL_CATALOGUE.format(params=json.dumps(SMALL_SOUND)), encoding="utf-8")
+    monkeypatch.setenv("BENCH_DATASETS_YAML", str(path))
+    datasets._read_catalogue.cache_clear()
+    yield path
+    datasets._read_catalogue.cache_clear()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """On an oversubscribed 2-core machine torch's intra-op threads spin-wait (10-20x slower): use one."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

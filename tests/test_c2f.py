@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
@@ -11,52 +10,11 @@ import torch
 from bench.errors import BenchError
 from methods.c2f import AcousticDecoder, C2FDecoder, fmri_token, mix_semantic, rowwise_pcc, select_token_voxels
 
-SMALL_SOUND = {"n_train_stimuli": 8, "n_test_stimuli": 4, "n_train_reps": 1, "n_test_reps": 1, "n_voxels": 40}
-
-CATALOGUE = """
-groups:
-  sim: [c2f-sound]
-datasets:
-  c2f-sound:
-    kind: simulated
-    version: "c1"
-    title: very small simulated sound for C2F
-    generator: sound
-    seed: 3
-    mirrors: brain2sound
-    subjects: [sim01]
-    sample_rate: 16000
-    clip_seconds: 4.0
-    n_patch: 208
-    label_kind: sound category
-    params: {params}
-"""
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The shared 2-core machine is oversubscribed: intra-op threads then spin-wait (10-20x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture
-def small_catalogue(tmp_path, monkeypatch):
-    from bench import datasets
-
-    path = tmp_path / "datasets.yaml"
-    path.write_text(CATALOGUE.format(params=json.dumps(SMALL_SOUND)), encoding="utf-8")
-    monkeypatch.setenv("BENCH_DATASETS_YAML", str(path))
-    datasets._read_catalogue.cache_clear()
-    yield path
-    datasets._read_catalogue.cache_clear()
-
-
 # ----------------------------------------------------------------------------------------------
 # acoustic decoder
 
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.mark.parametrize("use_semantic", [True, False])
 def test_acoustic_decoder_tiny_shapes(use_semantic):
@@ -133,13 +91,13 @@ def test_c2f_decoder_end_to_end_and_deterministic(small_catalogue, tmp_path):
     from bench.datasets import get_dataset
     from bench.runner import Cell, run_cell
 
-    cell = Cell("c2f_decoder", "c2f-sound", "sim01", 0, "tiny")
+    cell = Cell("c2f_decoder", "small-sound", "sim01", 0, "tiny")
     out = run_cell(cell, runs=tmp_path / "runs", metrics=["pcc", "ident"])
     assert out.status == "done"
     rec = out.record
     assert rec["metrics"]["pcc"]["status"] == "ok"
 
-    ds = get_dataset("c2f-sound")
+    ds = get_dataset("small-sound")
     train, test = ds.load_split("sim01", "train"), ds.load_split("sim01", "test")
     m = C2FDecoder.from_profile("tiny").fit(train, random_state=0)
     r = m.predict(test)
@@ -186,7 +144,7 @@ def test_paper_profile_without_weights_names_the_file(small_catalogue, tmp_path,
     monkeypatch.setenv("BENCH_WEIGHTS", str(tmp_path / "no-weights"))
     monkeypatch.delenv("BENCH_WEIGHT_AUDIOMAE", raising=False)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "no-hub"))
-    train = get_dataset("c2f-sound").load_split("sim01", "train")
+    train = get_dataset("small-sound").load_split("sim01", "train")
     with pytest.raises(BenchError, match=r"audiomae_pretrained\.pth"):
         C2FDecoder.from_profile("paper").fit(train)
 

@@ -12,36 +12,7 @@ pytest.importorskip("diffusers")
 
 from methods.backbones.ldm import LatentDiffusion, build_ldm, load_ldm, manifest, save_ldm, strict_load  # noqa: E402
 
-SMALL_SOUND = {"n_train_stimuli": 8, "n_test_stimuli": 4, "n_train_reps": 1, "n_test_reps": 1, "n_voxels": 40}
-
-CATALOGUE = """
-groups:
-  sim: [ldm-sound]
-datasets:
-  ldm-sound:
-    kind: simulated
-    version: "l1"
-    title: very small simulated sound for the LDM methods
-    generator: sound
-    seed: 3
-    mirrors: brain2sound
-    subjects: [sim01]
-    sample_rate: 16000
-    clip_seconds: 4.0
-    n_patch: 208
-    label_kind: sound category
-    params: {params}
-"""
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The shared 2-core machine is oversubscribed: intra-op threads then spin-wait."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def tiny_ldm():
@@ -122,25 +93,11 @@ def test_full_size_unet_layout():
     assert isinstance(ld.proj, torch.nn.Identity) and (ld.cross_dim, ld.cross_dim_1) == (768, 1024)
 
 
-@pytest.fixture
-def small_catalogue(tmp_path, monkeypatch):
-    import json
-
-    from bench import datasets
-
-    path = tmp_path / "datasets.yaml"
-    path.write_text(CATALOGUE.format(params=json.dumps(SMALL_SOUND)), encoding="utf-8")
-    monkeypatch.setenv("BENCH_DATASETS_YAML", str(path))
-    datasets._read_catalogue.cache_clear()
-    yield path
-    datasets._read_catalogue.cache_clear()
-
-
 @pytest.mark.parametrize("name,vocoder", [("c2f_ldm", "griffin-lim"), ("fine_ldm", "hifigan")])
 def test_methods_end_to_end(small_catalogue, tmp_path, name, vocoder):
     from bench.runner import Cell, run_cell
 
-    cell = Cell(name, "ldm-sound", "sim01", 0, "tiny", overrides=(("ddim_steps", 2), ("vocoder", vocoder)))
+    cell = Cell(name, "small-sound", "sim01", 0, "tiny", overrides=(("ddim_steps", 2), ("vocoder", vocoder)))
     out = run_cell(cell, runs=tmp_path / "runs", metrics=["pcc"])
     assert out.status == "done"
     info = out.record["method_info"]
