@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -10,11 +9,11 @@ import torch
 from bench.errors import BenchError
 from methods.c2f import AcousticDecoder, C2FDecoder, fmri_token, mix_semantic, rowwise_pcc, select_token_voxels
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 # ----------------------------------------------------------------------------------------------
 # acoustic decoder
 
-
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.mark.parametrize("use_semantic", [True, False])
 def test_acoustic_decoder_tiny_shapes(use_semantic):
