@@ -219,6 +219,18 @@ def _mm(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.matmul(A.numpy(), B.numpy()))
 
 
+def _column_mean(name: str, A: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Column means of A (n, p) as float64 (p,), accumulated in float64 over row blocks."""
+    n, p = A.shape
+    rows = max(1, min(n, 2**22 // max(p, 1)))
+    total = torch.zeros(p, dtype=torch.float64, device=device)
+    for r0, r1 in _row_chunks(n, rows):
+        total += A[r0:r1].to(device=device, dtype=torch.float64).sum(0)
+    if not torch.isfinite(total).all():
+        raise BenchError(f"{name} has shape {tuple(A.shape)} and contains NaN or inf; expected finite values")
+    return total / n
+
+
 def _gram_upper_(G: torch.Tensor, Xc: torch.Tensor) -> None:
     """G (V, V) contiguous += Xc^T Xc on its upper triangle (at least); Xc is (rows, V) contiguous."""
     if G.device.type == "cpu":
@@ -477,11 +489,11 @@ class SelectiveRidge:
     n_feat : int, 1 <= n_feat <= V (n_feat == V means no selection)
     device : str or torch.device
     dtype : {"float32", "float64"}
-        Precision of the shared Gram matrix X^T X. X^T Y (which decides the selection) and the small
-        per-output solves are always float64: selection compares correlations that can differ in
-        the 8th digit, and the solves are cheap.
+        Precision of the shared Gram matrix X^T X and of the per-output Cholesky solves. The
+        statistics that decide the selection (X^T Y, voxel variances) are always float64: the
+        selection compares correlations that can differ in the 8th digit.
     chunk_outputs : int
-        Outputs solved per batch; memory ~ chunk_outputs * (n_feat^2) * 28 bytes.
+        Outputs solved per batch; memory ~ chunk_outputs * n_feat^2 * (8 + 3 * itemsize) bytes.
     chunk_rows : int
         Rows of X and Y processed at once.
 
@@ -533,21 +545,28 @@ class SelectiveRidge:
         f64 = torch.float64
         stage = _Stages(dev)
 
-        # float64: the voxel variances rank the correlations, like X^T Y below.
-        x_mean, x_m2 = _column_stats("X", Xt, dev, f64)
+        x_mean = _column_mean("X", Xt, dev)
         y_mean, y_m2 = _column_stats("Y", Yt, dev, dt)
+        mu = x_mean.to(dt)
         stage("stats")
 
-        # One pass: Gram of centred X in dt (upper blocks) and Xc^T Y in float64.
+        # One pass over X: Gram of centred X in dt, and the statistics that rank the voxels
+        # (X^T Y, sum x^2) in float64 from the exact float64 copy of the chunk: float32 rounding
+        # would reorder near-ties in |corr| and select other voxels than fastl2lir.
         G = torch.zeros(V, V, dtype=dt, device=dev)
         C = torch.zeros(V, m, dtype=f64, device=dev)
+        x_sq = torch.zeros(V, dtype=f64, device=dev)
         for r0, r1 in _row_chunks(n, rows):
-            Xc = Xt[r0:r1].to(device=dev, dtype=f64) - x_mean
-            _addmm_(C, Xc.T, Yt[r0:r1].to(device=dev, dtype=f64))
-            if dt != f64:
-                Xc = Xc.to(dt)
+            X64 = Xt[r0:r1].to(device=dev, dtype=f64)
+            x_sq += torch.linalg.vector_norm(X64, dim=0).square_()
+            _addmm_(C, X64.T, Yt[r0:r1].to(device=dev, dtype=f64))
+            Xc = X64 - x_mean if dt == f64 else Xt[r0:r1].to(device=dev, dtype=dt) - mu
+            del X64
             _gram_upper_(G, Xc)
             del Xc
+        # Centre in float64 (no cancellation issue at float64 for data means up to ~1e6 x std).
+        C -= n * x_mean[:, None] * y_mean[None, :]
+        x_m2 = (x_sq - n * x_mean.square()).clamp_min_(0.0)
         _mirror_upper_(G)
         stage("gram")
 
@@ -559,30 +578,28 @@ class SelectiveRidge:
         stage("corr")
 
         # With a ones column and alpha on the whole diagonal, eliminating the bias leaves
-        #   (Gc_II + alpha I + g mu_I mu_I^T) w = Xc_I^T y + g mu_I ybar,  g = n alpha / (n + alpha)
-        #   b = n / (n + alpha) (ybar - mu_I . w)
-        # which is fastl2lir's augmented system, solved without forming the uncentred Gram
-        # (better conditioned when voxel means are large).
+        #   (M + g mu_I mu_I^T) w = c + g ybar mu_I,   M = Gc_II + alpha I,  c = Xc_I^T y,
+        #   g = n alpha / (n + alpha),                 b = n / (n + alpha) (ybar - mu_I . w),
+        # fastl2lir's augmented system. Sherman-Morrison keeps the rank-one mean term (huge for
+        # raw, uncentred voxels) out of the factorisation, so M is factorised in dt:
+        #   w = x_c + x_mu g (ybar - mu_I . x_c) / (1 + g mu_I . x_mu),  x_c = M^-1 c, x_mu = M^-1 mu_I.
         g = n * alpha / (n + alpha)
         W = torch.zeros(V, m, dtype=dt, device=dev)
         b = torch.empty(m, dtype=f64, device=dev)
         selected = torch.empty(k, m, dtype=torch.int64, device=dev)
         Gflat = G.view(-1)
-        diag = torch.arange(k, device=dev)
         for j0 in range(0, m, c_out):
             j1 = min(m, j0 + c_out)
             top = torch.topk(corr[:, j0:j1], k, dim=0, largest=True, sorted=True).indices  # (k, c)
             selected[:, j0:j1] = top
             idx = top.T.sort(1).values  # (c, k); sorted rows make the gather cache-friendlier
             stage("select")
-            A = torch.take(Gflat, idx[:, :, None] * V + idx[:, None, :]).to(f64)  # (c, k, k)
+            A = torch.take(Gflat, idx[:, :, None] * V + idx[:, None, :])  # (c, k, k) in dt
             stage("gather")
-            A[:, diag, diag] += alpha
-            mu_i = x_mean[idx]  # (c, k)
-            if g != 0.0:
-                A.baddbmm_(mu_i[:, :, None], mu_i[:, None, :], alpha=g)
+            A.diagonal(dim1=-2, dim2=-1).add_(alpha)
+            mu_i = x_mean[idx]  # (c, k) float64
             cols = torch.arange(j0, j1, device=dev)
-            rhs = C[idx, cols[:, None]] + g * mu_i * y_mean[j0:j1, None]  # (c, k)
+            rhs = torch.stack([C[idx, cols[:, None]], mu_i], 2).to(dt)  # (c, k, 2)
             L, info = torch.linalg.cholesky_ex(A)
             if bool((info != 0).any()):
                 bad = int(j0 + torch.nonzero(info)[0, 0])
@@ -590,9 +607,12 @@ class SelectiveRidge:
                     f"X has shape {tuple(Xt.shape)} and the selected voxels' Gram matrix for output "
                     f"{bad} is singular at alpha={alpha:g}; expected alpha > 0"
                 )
-            w = torch.cholesky_solve(rhs[:, :, None], L)[:, :, 0]  # (c, k)
+            sol = torch.cholesky_solve(rhs, L).to(f64)
             del A, L
-            b[j0:j1] = (n / (n + alpha)) * (y_mean[j0:j1] - (mu_i * w).sum(1))
+            x_c, x_mu = sol[:, :, 0], sol[:, :, 1]
+            ybar = y_mean[j0:j1]
+            w = x_c + x_mu * (g * (ybar - (mu_i * x_c).sum(1)) / (1.0 + g * (mu_i * x_mu).sum(1)))[:, None]
+            b[j0:j1] = (n / (n + alpha)) * (ybar - (mu_i * w).sum(1))
             W[:, j0:j1].scatter_(0, idx.T, w.T.to(dt))
             stage("solve")
         del G, C, corr
