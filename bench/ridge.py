@@ -13,8 +13,12 @@
     batched Cholesky solves.
 
 Both take numpy arrays or torch tensors of shape (n_samples, n_voxels) and (n_samples, n_outputs),
-run their heavy products with torch on ``device`` ("cpu" or "cuda[:k]") in ``dtype``, and expose
-numpy attributes.
+compute in ``dtype`` on ``device`` ("cpu" or "cuda[:k]") and expose numpy attributes. On CUDA all
+the work is torch. On CPU the data stay in torch tensors but the BLAS-3 products, the
+eigendecomposition and the elementwise passes run through numpy/scipy (OpenBLAS) on the same
+memory: on the 2-core AMD EPYC development machine that was measured 1.3-3x faster for the products
+(and torch has no syrk), ~6x faster for the float32 eigendecomposition at V = 6,662 (scipy ?syevd
+30-32 s, torch.linalg.eigh 49-195 s) and 2-7x faster for elementwise passes.
 """
 
 from __future__ import annotations
@@ -47,10 +51,6 @@ _FASTL2LIR_VAR_FLOOR = 1e-8
 
 # ----------------------------------------------------------------------------------------------
 # Validation helpers
-
-
-def _shape(a: Any) -> tuple[int, ...]:
-    return tuple(int(s) for s in getattr(a, "shape", np.shape(a)))
 
 
 def _as_tensor(name: str, a: Any) -> torch.Tensor:
@@ -150,13 +150,68 @@ class _Stages:
 # Shared numerical kernels
 
 
-def _column_stats(
-    name: str, A: torch.Tensor, device: torch.device, dtype: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor]:
+_NP = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+def _on_cpu(A: torch.Tensor, device: torch.device) -> bool:
+    """Whether A's rows can be processed with numpy (A and the device on CPU)."""
+    return device.type == "cpu" and A.device.type == "cpu"
+
+
+def _block(
+    A: torch.Tensor,
+    r0: int,
+    r1: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    shift: torch.Tensor | None = None,
+    scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Rows r0:r1 of A as (A - shift) * scale in ``dtype`` on ``device``; shift and scale are (p,)
+    tensors of ``dtype`` on ``device`` or None. Without shift the result may be a view of A (read it
+    only)."""
+    if _on_cpu(A, device):
+        a = A[r0:r1].numpy()
+        if shift is None:
+            return torch.from_numpy(a.astype(_NP[dtype], copy=False))
+        out = np.subtract(a, shift.numpy(), dtype=_NP[dtype])
+        if scale is not None:
+            np.multiply(out, scale.numpy(), out=out)
+        return torch.from_numpy(out)
+    blk = A[r0:r1].to(device=device, dtype=dtype)
+    if shift is None:
+        return blk
+    blk = blk - shift
+    if scale is not None:
+        blk.mul_(scale)
+    return blk
+
+
+def _col_sum64(B: torch.Tensor) -> torch.Tensor:
+    """Column sums of B (r, p) as float64 (p,)."""
+    if B.device.type == "cpu":
+        return torch.from_numpy(B.numpy().sum(0, dtype=np.float64))
+    return B.sum(0, dtype=torch.float64)
+
+
+def _sum_sq64(B: torch.Tensor) -> torch.Tensor:
+    """Column sums of squares of B (r, p) as float64 (p,)."""
+    if B.device.type == "cpu":
+        b = B.numpy()
+        return torch.from_numpy(np.einsum("ij,ij->j", b, b, dtype=np.float64))
+    return B.double().square().sum(0)
+
+
+def _check_finite(name: str, A: torch.Tensor, *stats: torch.Tensor) -> None:
+    if not all(bool(torch.isfinite(t).all()) for t in stats):
+        raise BenchError(f"{name} has shape {tuple(A.shape)} and contains NaN or inf; expected finite values")
+
+
+def _column_stats(name: str, A: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Column means and centred sums of squares of A (n, p), both float64 (p,) on ``device``.
 
-    Row blocks are centred on their own mean in ``dtype`` and merged with Chan's update in float64,
-    which avoids the cancellation of sum(x^2) - n mean^2 and needs only a small temporary block.
+    Row blocks are centred on their own mean in float64 and merged with Chan's update, which avoids
+    the cancellation of sum(x^2) - n mean^2 and needs only a small temporary block.
     """
     n, p = A.shape
     rows = max(1, min(n, 2**22 // max(p, 1)))
@@ -164,26 +219,42 @@ def _column_stats(
     m2 = torch.zeros(p, dtype=torch.float64, device=device)
     count = 0
     for r0, r1 in _row_chunks(n, rows):
-        blk = A[r0:r1].to(device=device, dtype=dtype, copy=True)
         nb = r1 - r0
-        mb = blk.mean(0)
-        blk -= mb
-        m2b = blk.square_().sum(0).double()
-        delta = mb.double() - mean
+        if _on_cpu(A, device):
+            a = A[r0:r1].numpy()
+            with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf are reported below
+                mb_np = a.mean(0, dtype=np.float64)
+                d = np.subtract(a, mb_np, dtype=np.float64)
+                mb, m2b = torch.from_numpy(mb_np), torch.from_numpy(np.einsum("ij,ij->j", d, d))
+        else:
+            blk = A[r0:r1].to(device=device, dtype=torch.float64)
+            mb = blk.mean(0)
+            m2b = (blk - mb).square_().sum(0)
+        delta = mb - mean
         tot = count + nb
         mean += delta * (nb / tot)
         m2 += m2b + delta.square() * (count * nb / tot)
         count = tot
-    if not (torch.isfinite(mean).all() and torch.isfinite(m2).all()):
-        raise BenchError(f"{name} has shape {tuple(A.shape)} and contains NaN or inf; expected finite values")
+    _check_finite(name, A, mean, m2)
     return mean, m2
 
 
-# On CPU the BLAS-3 products and the eigendecomposition go through numpy/scipy (OpenBLAS) on torch's
-# memory, not through torch (MKL): on the 2-core AMD EPYC development machine OpenBLAS measured
-# 1.3-3x faster for these shapes (MKL takes generic code paths on AMD), it has syrk (half the flops
-# of X^T X; torch has none) and ?syevd took 30 s against torch.linalg.eigh's 49 s at V = 6,662.
-# On CUDA everything is torch.
+def _column_mean(name: str, A: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Column means of A (n, p) as float64 (p,), accumulated in float64 over row blocks."""
+    n, p = A.shape
+    rows = max(1, min(n, 2**22 // max(p, 1)))
+    total = torch.zeros(p, dtype=torch.float64, device=device)
+    for r0, r1 in _row_chunks(n, rows):
+        if _on_cpu(A, device):
+            total += torch.from_numpy(A[r0:r1].numpy().sum(0, dtype=np.float64))
+        else:
+            total += A[r0:r1].to(device=device, dtype=torch.float64).sum(0)
+    _check_finite(name, A, total)
+    return total / n
+
+
+# BLAS-3 on CPU: OpenBLAS through scipy's BLAS wrappers on torch's memory (see the module docstring);
+# Fortran views of the C-ordered tensors let BLAS work in place, without copies.
 
 
 def _fortran(M: np.ndarray) -> tuple[np.ndarray, int]:
@@ -217,18 +288,6 @@ def _mm(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     if A.device.type != "cpu":
         return A @ B
     return torch.from_numpy(np.matmul(A.numpy(), B.numpy()))
-
-
-def _column_mean(name: str, A: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Column means of A (n, p) as float64 (p,), accumulated in float64 over row blocks."""
-    n, p = A.shape
-    rows = max(1, min(n, 2**22 // max(p, 1)))
-    total = torch.zeros(p, dtype=torch.float64, device=device)
-    for r0, r1 in _row_chunks(n, rows):
-        total += A[r0:r1].to(device=device, dtype=torch.float64).sum(0)
-    if not torch.isfinite(total).all():
-        raise BenchError(f"{name} has shape {tuple(A.shape)} and contains NaN or inf; expected finite values")
-    return total / n
 
 
 def _gram_upper_(G: torch.Tensor, Xc: torch.Tensor) -> None:
@@ -350,8 +409,8 @@ class RidgeGCV:
         m = Yt.shape[1]
         stage = _Stages(dev)
 
-        x_mean, x_m2 = _column_stats("X", Xt, dev, dt)
-        y_mean, y_m2 = _column_stats("Y", Yt, dev, dt)
+        x_mean, x_m2 = _column_stats("X", Xt, dev)
+        y_mean, y_m2 = _column_stats("Y", Yt, dev)
         stage("stats")
         # Constant columns: scale 0 removes them exactly (coefficient 0) instead of amplifying
         # rounding noise by 1/std.
@@ -367,11 +426,11 @@ class RidgeGCV:
         # Pass 1: Gram of centred X (upper block triangle), then standardise it in place.
         G = torch.zeros(V, V, dtype=dt, device=dev)
         for r0, r1 in _row_chunks(n, rows):
-            Xc = Xt[r0:r1].to(device=dev, dtype=dt) - mu
+            Xc = _block(Xt, r0, r1, dev, dt, mu)
             _gram_upper_(G, Xc)
             del Xc
-        G.mul_(inv_s_dt[:, None]).mul_(inv_s_dt[None, :])
         stage("gram")
+        G.mul_(inv_s_dt[:, None]).mul_(inv_s_dt[None, :])
         lam, Q = _eigh_upper(G)
         del G
         lam = lam.to(device=dev, dtype=torch.float64).clamp_min_(0.0)
@@ -383,63 +442,68 @@ class RidgeGCV:
         B = torch.zeros(V, m, dtype=dt, device=dev)
         z_sum = torch.zeros(V, dtype=torch.float64, device=dev)
         for r0, r1 in _row_chunks(n, rows):
-            Z = _mm((Xt[r0:r1].to(device=dev, dtype=dt) - mu) * inv_s_dt, Q)
-            _addmm_(B, Z.T, Yt[r0:r1].to(device=dev, dtype=dt))
-            z_sum += Z.sum(0, dtype=torch.float64)
+            Z = _mm(_block(Xt, r0, r1, dev, dt, mu, inv_s_dt), Q)
+            z_sum += _col_sum64(Z)
+            stage("z")
+            _addmm_(B, Z.T, _block(Yt, r0, r1, dev, dt))
             del Z
-        step = _col_chunk(V)
-        for j0 in range(0, m, step):
-            j1 = min(m, j0 + step)
-            B[:, j0:j1].sub_((z_sum[:, None] * y_mean[None, j0:j1]).to(dt))
-        stage("project")
+            stage("zty")
 
-        # GCV for every alpha from B: RSS = ||y - ybar||^2 - sum_k (2 d_k - d_k^2 lam_k) B_kj^2.
+        # One pass over B's column chunks: remove the leak, then the GCV terms for every alpha,
+        #   RSS = ||y - ybar||^2 - sum_k (2 d_k - d_k^2 lam_k) B_kj^2,
+        # and mean(X) . coef for every alpha (for the intercept), in float64:
+        #   mean(X) . W = sum_k v_k d_k B_kj,  v = Q^T (mean(X) * inv_s).
         a = torch.as_tensor(alphas, dtype=torch.float64, device=dev)
         D = 1.0 / (lam[None, :] + a[:, None])  # (n_alphas, V)
         F = 2.0 * D - D.square() * lam[None, :]
         tr_h = 1.0 + (lam[None, :] * D).sum(1)  # (n_alphas,) intercept counted
+        v = _mm(Q.T, (x_mean * inv_s).to(dt)[:, None])[:, 0].double()
+        VD = v[None, :] * D
+        leak = z_sum.to(dt)[:, None]
+        y_mean_dt = y_mean.to(dt)
         explained = torch.empty(len(alphas), m, dtype=torch.float64, device=dev)
+        mean_dot = torch.empty(len(alphas), m, dtype=torch.float64, device=dev)
         step = _col_chunk(V)
         for j0 in range(0, m, step):
             j1 = min(m, j0 + step)
-            explained[:, j0:j1] = F @ B[:, j0:j1].to(torch.float64, copy=True).square_()
+            Bc = B[:, j0:j1]
+            Bc.sub_(leak * y_mean_dt[None, j0:j1])
+            B64 = Bc.to(torch.float64, copy=True)
+            mean_dot[:, j0:j1] = VD @ B64
+            explained[:, j0:j1] = F @ B64.square_()
+            del B64
         rss = (y_m2[None, :] - explained).clamp_min_(0.0)
         denom = n * (1.0 - tr_h / n).square()
         gcv = torch.where(denom[:, None] > 0, rss / denom[:, None], torch.inf)
         del explained, rss
 
+        cols = torch.arange(m, device=dev)
         if self.alpha_per_target:
             best = gcv.argmin(0)  # (m,)
-            alpha_cols = a[best]
-            self.alpha_ = alpha_cols.cpu().numpy()
+            self.alpha_ = a[best].cpu().numpy()
             self.gcv_scores_ = gcv.cpu().numpy()
         else:
             mean_gcv = gcv.mean(1)
-            best_i = int(mean_gcv.argmin())
-            alpha_cols = a[best_i].expand(m)
-            self.alpha_ = float(alphas[best_i])
+            best = torch.full((m,), int(mean_gcv.argmin()), device=dev)
+            self.alpha_ = float(alphas[int(best[0])])
             self.gcv_scores_ = mean_gcv.cpu().numpy()
-        del gcv
+        intercept = y_mean - mean_dot[best, cols]
+        del gcv, mean_dot
         stage("gcv")
 
-        # W = Q diag(d) B column chunk by column chunk, overwriting B; then back to original units.
+        # W = diag(inv_s) Q diag(d) B column chunk by column chunk, overwriting B (original units).
+        Q.mul_(inv_s_dt[:, None])
+        Dt = D.to(dt)
         step = _col_chunk(V, B.element_size())
-        inv_s_col = inv_s_dt[:, None]
         for j0 in range(0, m, step):
             j1 = min(m, j0 + step)
             Bc = B[:, j0:j1]
-            Bc.mul_((1.0 / (lam[:, None] + alpha_cols[None, j0:j1])).to(dt))
-            Wc = _mm(Q, Bc)
-            Wc.mul_(inv_s_col)
-            Bc.copy_(Wc)
-            del Wc
+            if self.alpha_per_target:
+                Bc.mul_(Dt[best[j0:j1]].T)
+            else:
+                Bc.mul_(Dt[int(best[0])][:, None])
+            Bc.copy_(_mm(Q, Bc))
         del Q
-        # intercept = ybar - mean(X) . coef (float64, chunked)
-        intercept = torch.empty(m, dtype=torch.float64, device=dev)
-        step = _col_chunk(V)
-        for j0 in range(0, m, step):
-            j1 = min(m, j0 + step)
-            intercept[j0:j1] = y_mean[j0:j1] - x_mean @ B[:, j0:j1].double()
         stage("coef")
 
         self.coef_ = B.cpu().numpy()
@@ -546,7 +610,7 @@ class SelectiveRidge:
         stage = _Stages(dev)
 
         x_mean = _column_mean("X", Xt, dev)
-        y_mean, y_m2 = _column_stats("Y", Yt, dev, dt)
+        y_mean, y_m2 = _column_stats("Y", Yt, dev)
         mu = x_mean.to(dt)
         stage("stats")
 
@@ -557,18 +621,23 @@ class SelectiveRidge:
         C = torch.zeros(V, m, dtype=f64, device=dev)
         x_sq = torch.zeros(V, dtype=f64, device=dev)
         for r0, r1 in _row_chunks(n, rows):
-            X64 = Xt[r0:r1].to(device=dev, dtype=f64)
-            x_sq += torch.linalg.vector_norm(X64, dim=0).square_()
-            _addmm_(C, X64.T, Yt[r0:r1].to(device=dev, dtype=f64))
-            Xc = X64 - x_mean if dt == f64 else Xt[r0:r1].to(device=dev, dtype=dt) - mu
-            del X64
+            X64 = _block(Xt, r0, r1, dev, f64)
+            x_sq += _sum_sq64(X64)
+            Y64 = _block(Yt, r0, r1, dev, f64)
+            stage("convert")
+            _addmm_(C, X64.T, Y64)
+            stage("xty")
+            Xc = _block(Xt, r0, r1, dev, dt, mu)
+            del X64, Y64
+            stage("convert")
             _gram_upper_(G, Xc)
             del Xc
+            stage("gram")
         # Centre in float64 (no cancellation issue at float64 for data means up to ~1e6 x std).
         C -= n * x_mean[:, None] * y_mean[None, :]
         x_m2 = (x_sq - n * x_mean.square()).clamp_min_(0.0)
         _mirror_upper_(G)
-        stage("gram")
+        stage("mirror")
 
         # Pearson correlation from the same statistics (the n-1 factors cancel).
         corr = C / (x_m2.sqrt()[:, None] * y_m2.sqrt()[None, :])
