@@ -197,4 +197,15 @@ def resolve_device(device: str) -> str:
     return device
 
 
+# Constraints of the shared training-loop settings (bench.training), used by every neural method.
+TRAINING_CONSTRAINTS = {
+    "lr": Interval(low=0.0, high=1.0),
+    "weight_decay": Interval(low=0.0),
+    "batch_size": Interval(low=1, integer=True),
+    "epochs": Interval(low=1, integer=True),
+    "grad_accum": Interval(low=1, integer=True),
+    "patience": Interval(low=0, integer=True),
+    "validation_fraction": Interval(low=0.0, high=0.5),
+}
+
 Factory = Callable[..., Method]

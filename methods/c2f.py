@@ -65,7 +65,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from bench.errors import BenchError
-from methods.base import Boolean, Interval, Method, Options, Reconstruction, check_fmri
+from methods.base import TRAINING_CONSTRAINTS, Boolean, Interval, Method, Options, Reconstruction, check_fmri
 
 SEMANTIC_DIM = 512
 LATENT_DIM = 768
@@ -499,13 +499,7 @@ _CONSTRAINTS = {
     "dropout": Interval(low=0.0, high=0.9),
     "use_semantic": Boolean(),
     "p_gt": Interval(low=0.0, high=1.0),
-    "lr": Interval(low=0.0, high=1.0),
-    "weight_decay": Interval(low=0.0),
-    "batch_size": Interval(low=1, integer=True),
-    "epochs": Interval(low=1, integer=True),
-    "grad_accum": Interval(low=1, integer=True),
-    "patience": Interval(low=0, integer=True),
-    "validation_fraction": Interval(low=0.0, high=0.5),
+    **TRAINING_CONSTRAINTS,
     "perceptual_weight": Interval(low=0.0),
     "mel_weight": Interval(low=0.0),
     "mel_context": Interval(low=0, high=10, integer=True),

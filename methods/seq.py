@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from methods.base import Interval, Options
+from methods.base import TRAINING_CONSTRAINTS, Interval, Options
 from methods.direct import DirectMelDecoder
 from methods.mlp import _split_by_group
 
@@ -25,13 +25,7 @@ _COMMON_CONSTRAINTS = {
     "d_model": Interval(low=8, integer=True),
     "n_layers": Interval(low=1, integer=True),
     "dropout": Interval(low=0.0, high=0.9),
-    "lr": Interval(low=0.0, high=1.0),
-    "weight_decay": Interval(low=0.0),
-    "batch_size": Interval(low=1, integer=True),
-    "epochs": Interval(low=1, integer=True),
-    "grad_accum": Interval(low=1, integer=True),
-    "patience": Interval(low=0, integer=True),
-    "validation_fraction": Interval(low=0.0, high=0.5),
+    **TRAINING_CONSTRAINTS,
     "vocoder": Options(("griffin-lim",)),
     "griffin_lim_iters": Interval(low=1, high=1000, integer=True),
 }
