@@ -311,6 +311,23 @@ class AcousticStage:
         sz = self.ridge_.predict(self._xz(fmri)).astype(np.float32)
         return sz * self.s_scale_ + self.s_mean_
 
+    def training_inputs(self, split):
+        """D^Aco's inputs on ``split``, for training it further (the LDM methods' joint phase):
+        (fMRI token (n, n_token_voxels), decoded s (n, 512) or None, s_gt (n, 512) or None), all float32 and
+        z-scored with the training statistics, as ``decode`` feeds them. s is None without a semantic token."""
+        Xz = self._xz(split.fmri)
+        tok = fmri_token(Xz, self.voxels_, self.config.n_token_voxels)
+        if not self.config.use_semantic:
+            return tok, None, None
+        s_dec = self.ridge_.predict(Xz).astype(np.float32)
+        s_gt = ((self.semantic(split) - self.s_mean_) / self.s_scale_).astype(np.float32)
+        return tok, s_dec, s_gt
+
+    @property
+    def acoustic(self):
+        """D^Aco, the torch module (``forward(token, semantic_z)`` -> c (B, N_patch, 768))."""
+        return self.net_.acoustic
+
     def decode(self, fmri, semantic=None, batch_size: int = 64) -> np.ndarray:
         """Decoded acoustic features c: (n, N_patch, 768) float32. ``semantic``: (n, 512) in CLAP units, or None
         to decode it from ``fmri`` (ignored when the decoder has no semantic token)."""
@@ -466,8 +483,7 @@ def fit_acoustic_stage(train, *, config: AcousticConfig, device: str = "cpu", ra
     tag = "c2f-acoustic" + ("" if cfg.use_semantic else "-nosem")
     stage.history_ = fit_model(model, loss_fn, train_idx, val_idx, tcfg, device=device, seed=int(rng.integers(2**31)),
                                work_dir=work_dir, tag=tag, progress=progress, params=params)
-    for p in mae.parameters():
-        p.requires_grad_(False)
+    model.requires_grad_(False)  # fitted: D^Aco and D^A are inference-only unless a caller trains them on
     model.eval()
     return stage
 

@@ -2,13 +2,13 @@
 
 1. Acoustic stage (``methods.c2f.fit_acoustic_stage``): C2F-LDM uses the semantic CLAP ridge + acoustic Transformer
    (with ``p_gt``); Fine-LDM the acoustic decoder without the semantic token (``use_semantic=False``).
-2. LDM (``methods.backbones.ldm``): the decoded c (n, N_patch, 768) is the UNet's cross-attention condition. The UNet
-   (+ the condition projection, when widths differ) is trained with the paper's eq. 4 loss on the training
-   stimuli's VAE latents, with c = the acoustic stage's decoding of the training fMRI and c_gt = the AudioMAE
-   features of the stimulus. VAE and vocoder are frozen.
-   Deviation, documented: the paper fine-tunes D^Aco jointly with the T-UNet through the LDM loss; here the acoustic
-   stage is trained first with its own loss (eq. 1, inside ``fit_acoustic_stage``) and then frozen while the UNet
-   trains on its decoded c.
+2. LDM (``methods.backbones.ldm``): the decoded c (n, N_patch, 768) is the UNet's cross-attention condition,
+   trained with the paper's eq. 4 loss ||eps(z_t, t, c) - eps||^2 + ||eps(z_t, t, c_gt) - eps||^2 on the training
+   stimuli's VAE latents, with c = D^Aco(training fMRI) and c_gt = the AudioMAE features of the stimulus.
+   ``finetune_acoustic=True`` (both profiles; the paper): D^Aco is trained jointly with the UNet (+ the condition
+   projection, when widths differ) through that loss, at ``acoustic_lr``, after its own pre-training with eq. 1
+   (``fit_acoustic_stage``, ``acoustic_epochs``), and P_gt keeps applying to its semantic input. ``False`` freezes
+   D^Aco after eq. 1 and trains the UNet alone on its fixed decodings (an ablation). VAE and vocoder are frozen.
 3. Sampling: DDIM with ``ddim_steps`` and classifier-free ``guidance_scale`` (zeros as the null condition), seeded
    from ``random_state``; audio by the HiFiGAN vocoder of the LDM (``vocoder="hifigan"``; random-init in the tiny
    profile) or Griffin-Lim.
@@ -48,11 +48,13 @@ _CONSTRAINTS = {
     "vocoder": Options(("hifigan", "griffin-lim")),
     "griffin_lim_iters": Interval(low=1, high=1000, integer=True),
     "amp": Boolean(),
+    "finetune_acoustic": Boolean(),
 }
 
 _PAPER = {"backbone": "pretrained", "ldm_weights": "auto", "p_gt": 0.25, "prompt": "none", "ddim_steps": 200,
           "guidance_scale": 2.5, "lr": 1e-4, "batch_size": 8, "epochs": 30, "grad_accum": 1, "uncond_prob": 0.1,
-          "acoustic_epochs": 30, "acoustic_lr": 1e-6, "vocoder": "hifigan", "griffin_lim_iters": 32, "amp": True}
+          "acoustic_epochs": 30, "acoustic_lr": 1e-6, "vocoder": "hifigan", "griffin_lim_iters": 32, "amp": True,
+          "finetune_acoustic": True}
 _TINY = {**_PAPER, "backbone": "tiny", "ddim_steps": 5, "guidance_scale": 2.0, "lr": 1e-3, "batch_size": 16,
          "epochs": 1, "acoustic_epochs": 1, "acoustic_lr": 1e-3, "vocoder": "griffin-lim", "griffin_lim_iters": 4}
 # tiny uses Griffin-Lim: a random-init HiFiGAN gives near-silent audio, which makes the metrics meaningless
@@ -92,12 +94,13 @@ class _LDMMethod(Method):
 
     def __init__(self, backbone="pretrained", ldm_weights="auto", p_gt=0.25, prompt="none", ddim_steps=200,
                  guidance_scale=2.5, lr=1e-4, batch_size=8, epochs=30, grad_accum=1, uncond_prob=0.1, acoustic_epochs=30,
-                 acoustic_lr=1e-6, vocoder="hifigan", griffin_lim_iters=32, amp=True):
+                 acoustic_lr=1e-6, vocoder="hifigan", griffin_lim_iters=32, amp=True, finetune_acoustic=True):
         self.backbone, self.ldm_weights, self.p_gt, self.prompt = backbone, ldm_weights, p_gt, prompt
         self.ddim_steps, self.guidance_scale, self.lr, self.batch_size = ddim_steps, guidance_scale, lr, batch_size
         self.epochs, self.grad_accum, self.uncond_prob = epochs, grad_accum, uncond_prob
         self.acoustic_epochs, self.acoustic_lr = acoustic_epochs, acoustic_lr
         self.vocoder, self.griffin_lim_iters, self.amp = vocoder, griffin_lim_iters, amp
+        self.finetune_acoustic = finetune_acoustic
 
     def validate_params(self) -> None:
         super().validate_params()
@@ -145,7 +148,7 @@ class _LDMMethod(Method):
         from bench.training import TrainConfig, fit_model
         from methods.backbones.ldm import LatentDiffusion
         from methods.base import resolve_device, set_seed
-        from methods.c2f import check_pretrained_available, fit_acoustic_stage
+        from methods.c2f import check_pretrained_available, fit_acoustic_stage, mix_semantic
 
         self.validate_params()
         self.device_ = resolve_device(device)
@@ -171,14 +174,38 @@ class _LDMMethod(Method):
             for i in range(0, len(mels), 16):
                 Z.append(self.ldm_.mel_to_latent(torch.from_numpy(mels[i : i + 16]).to(dev)).float())
         Z = torch.cat(Z)
-        C_t, Cgt_t = torch.from_numpy(C).to(dev), torch.from_numpy(np.ascontiguousarray(Cgt)).to(dev)
+        Cgt_t = torch.from_numpy(np.ascontiguousarray(Cgt)).to(dev)
         ldm = self.ldm_
-        trainable = nn.ModuleDict({"unet": ldm.unet, "proj": ldm.proj})
         seed = int(rng.integers(2**31))
+        joint = bool(self.finetune_acoustic)
+        modules = {"unet": ldm.unet, "proj": ldm.proj}
+        groups = [{"params": [p for m in modules.values() for p in m.parameters()], "lr": self.lr}]
+        if joint:
+            # D^Aco trained on through eq. 4, with its own (smaller) learning rate and P_gt on its semantic input.
+            tok, s_dec, s_gt = self.stage_.training_inputs(train)
+            tok_t = torch.from_numpy(tok).to(dev)
+            sdec_t = None if s_dec is None else torch.from_numpy(s_dec).to(dev)
+            sgt_t = None if s_gt is None else torch.from_numpy(s_gt).to(dev)
+            acoustic = self.stage_.acoustic
+            acoustic.requires_grad_(True)
+            modules["acoustic"] = acoustic
+            groups.append({"params": list(acoustic.parameters()), "lr": self.acoustic_lr})
+        else:
+            C_t = torch.from_numpy(C).to(dev)
+        trainable = nn.ModuleDict(modules)
+        p_gt = float(self.p_gt)
 
         def loss_fn(model, idx, training):
             gen = torch.Generator().manual_seed(_batch_seed(seed, idx))
-            return ldm.loss(Z[idx], C_t[idx], Cgt_t[idx], generator=gen)
+            if not joint:
+                return ldm.loss(Z[idx], C_t[idx], Cgt_t[idx], generator=gen)
+            s = None
+            if sdec_t is not None:
+                s = sdec_t[idx]
+                if training and p_gt > 0:
+                    s, _ = mix_semantic(s, sgt_t[idx], p_gt, gen)
+            c = model["acoustic"](tok_t[idx], s).float()
+            return ldm.loss(Z[idx], c, Cgt_t[idx], generator=gen)
 
         self.history_ = {"epochs_run": 0, "train_loss": []}
         self.train_samples_per_second_ = None
@@ -187,11 +214,15 @@ class _LDMMethod(Method):
                               grad_accum=self.grad_accum, patience=0, amp=self.amp)
             t0 = time.perf_counter()
             self.history_ = fit_model(trainable, loss_fn, np.arange(len(Z)), np.array([], dtype=np.int64), cfg,
-                                      device=self.device_, seed=seed, work_dir=work_dir, tag=f"{self.name}-unet",
-                                      progress=progress)
+                                      device=self.device_, seed=seed, work_dir=work_dir,
+                                      tag=f"{self.name}-{'joint' if joint else 'unet'}", progress=progress,
+                                      params=groups)
             elapsed = time.perf_counter() - t0
             self.train_samples_per_second_ = round(len(Z) * self.history_["epochs_run"] / max(elapsed, 1e-9), 3)
         ldm.eval()
+        if joint:
+            self.stage_.acoustic.requires_grad_(False)
+            self.stage_.net_.eval()
         self.fitted_ = True
         return self
 
@@ -274,7 +305,8 @@ class _LDMMethod(Method):
 
     def describe_components(self):
         return {"acoustic": "methods.c2f acoustic stage" + ("" if self.use_semantic else " (no semantic token)"),
-                "generator": "AudioLDM2 latent diffusion (UNet fine-tuned on decoded c; VAE, vocoder frozen)",
+                "generator": "AudioLDM2 latent diffusion (UNet fine-tuned on decoded c"
+                             + (", jointly with D^Aco" if self.finetune_acoustic else "") + "; VAE, vocoder frozen)",
                 "backbone": self.backbone, "ldm_weights": self.ldm_weights, "vocoder": self.vocoder}
 
 
