@@ -37,11 +37,15 @@ def _arrow(higher: bool) -> str:
     return "↑" if higher else "↓"
 
 
-def _row_name(rec: dict) -> str:
+_CONDITIONAL_KEYS = ("p_gt", "prompt")
+_PROMPT_ORDER = {"none": 0, "text": 1, "audio": 2}
+
+
+def _row_name(rec: dict, drop: tuple = ()) -> str:
     info = rec.get("method_info", {})
     name = info.get("display_name") or rec["config"]["method"]
     extras = [rec["config"]["profile"]]
-    extras += [f"{k}={v}" for k, v in sorted(rec["config"].get("overrides", {}).items())]
+    extras += [f"{k}={v}" for k, v in sorted(rec["config"].get("overrides", {}).items()) if k not in drop]
     label = f"{name} ({'; '.join(extras)})"
     if info.get("backbone_weights") == "random-init":
         label += " [random-init]"
@@ -90,8 +94,12 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
     versions, shas, n_seeds = set(), set(), defaultdict(set)
     random_rows: set[str] = set()
     feature_pcc: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    conditional: dict[str, tuple] = {}  # row -> (row without p_gt / prompt, p_gt, prompt), for Table 3
     for r in recs:
         row = _row_name(r)
+        info = r.get("method_info", {})
+        if "p_gt" in info and "prompt" in info:
+            conditional[row] = (_row_name(r, drop=_CONDITIONAL_KEYS), float(info["p_gt"]), str(info["prompt"]))
         if _is_random_init(r):
             random_rows.add(row)
         if "acoustic_feature_pcc" in r.get("method_info", {}):
@@ -235,6 +243,8 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
             out.append("| " + " | ".join(cells) + " |")
         return out
 
+    lines += _conditional_section(conditional, paper_cols, summary, best_rows, metric_spec, spec, cat)
+
     for rows, suffix in row_groups:
         rows = [row for row in rows if row in feature_pcc]
         if not rows:
@@ -268,6 +278,48 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
         lines.pop()
     lines.append("")
     return "\n".join(lines)
+
+
+def _conditional_section(conditional, cols, summary, best_rows, metric_spec, spec, cat) -> list[str]:
+    """The paper's Table 3: one table per model whose runs cover more than one (P_gt, prompt) setting, rows
+    ordered by P_gt then prompt (none, text, audio), then the paper's reported Table 3 rows."""
+    groups: dict[str, dict[tuple, str]] = defaultdict(dict)
+    for row, (base, p_gt, prompt) in conditional.items():
+        groups[base][(p_gt, prompt)] = row
+    lines: list[str] = []
+    for base in sorted(groups):
+        settings = groups[base]
+        if len(settings) < 2:
+            continue
+        order = sorted(settings, key=lambda k: (k[0], _PROMPT_ORDER.get(k[1], 9), k[1]))
+        rows = [settings[k] for k in order]
+        best = best_rows(cols, lambda row, m: summary(row, m)[0], rows)
+        header = ["P_gt", "prompt"] + [f"{metric_spec(m).label if ':' not in m else _family_label(m, metric_spec)} {_arrow(metric_spec(m).higher_is_better)}" for m in cols] + ["subjects"]
+        lines += ["", f"## Conditional reconstruction (the paper's Table 3): {base}", "",
+                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for (p_gt, prompt), row in zip(order, rows):
+            cells = [f"{p_gt:g}", prompt]
+            n_subj = 0
+            for m in cols:
+                mean, sd, n = summary(row, m)
+                n_subj = max(n_subj, n)
+                txt = _fmt(mean) if sd is None or mean is None else f"{_fmt(mean)} ± {_fmt(sd)}"
+                if mean is not None and row in best.get(m, set()):
+                    txt = f"**{txt}**"
+                cells.append(txt)
+            lines.append("| " + " | ".join(cells + [str(n_subj)]) + " |")
+    if not lines:
+        return lines
+    mirror = spec.get("mirrors")
+    reported = spec.get("reported_conditional") or (cat.get(mirror, {}).get("reported_conditional") if mirror else None)
+    if reported:
+        where = f"on `{mirror}` (real fMRI, not comparable with these simulated numbers)" if spec.get("kind") == "simulated" else "on this dataset"
+        header = ["Setting (reported)"] + [f"{metric_spec(m).label} {_arrow(metric_spec(m).higher_is_better)}" for m in PAPER_COLUMNS]
+        lines += ["", f"Reported in the paper ({reported.get('table', '')}, C2F-LDM) {where}:", "",
+                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for setting, vals in reported["rows"].items():
+            lines.append("| " + " | ".join([f"{setting} (reported)"] + [_fmt(vals.get(m)) for m in PAPER_COLUMNS]) + " |")
+    return lines
 
 
 def _family_label(name: str, metric_spec) -> str:
