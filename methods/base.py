@@ -129,6 +129,11 @@ class Method:
                 f"its parameters: {', '.join(cls.param_names())}"
             )
         params.update(overrides or {})
+        if params.get("vocoder") == "auto":
+            # resolved here so the config (and its hash) names the vocoder that made the audio
+            from bench.vocoder import resolve_vocoder
+
+            params["vocoder"] = resolve_vocoder("auto")
         return cls(**params)
 
     def validate_params(self) -> None:

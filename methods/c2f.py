@@ -65,6 +65,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from bench.errors import BenchError
+from bench.vocoder import VOCODER_PARAM_VALUES
 from methods.base import TRAINING_CONSTRAINTS, Boolean, Interval, Method, Options, Reconstruction, check_fmri
 
 SEMANTIC_DIM = 512
@@ -519,7 +520,7 @@ _CONSTRAINTS = {
     "perceptual_weight": Interval(low=0.0),
     "mel_weight": Interval(low=0.0),
     "mel_context": Interval(low=0, high=10, integer=True),
-    "vocoder": Options(("griffin-lim",)),
+    "vocoder": Options(VOCODER_PARAM_VALUES),
     "griffin_lim_iters": Interval(low=1, high=1000, integer=True),
 }
 
@@ -527,9 +528,10 @@ _PAPER = {"backbone": "pretrained", "semantic_alpha": 100.0, "semantic_n_feat": 
           "d_model": 768, "n_heads": 12, "n_enc_layers": 4, "n_dec_layers": 4, "dropout": 0.1, "use_semantic": True,
           "p_gt": 0.25, "lr": 1e-6, "weight_decay": 1e-2, "batch_size": 8, "epochs": 30, "grad_accum": 1,
           "patience": 0, "validation_fraction": 0.1, "perceptual_weight": 1.0, "mel_weight": 1.0, "mel_context": 1,
-          "vocoder": "griffin-lim", "griffin_lim_iters": 32}
+          "vocoder": "auto", "griffin_lim_iters": 32}
 _TINY = {**_PAPER, "backbone": "tiny", "d_model": 32, "n_heads": 2, "n_enc_layers": 1, "n_dec_layers": 1,
-         "dropout": 0.0, "lr": 1e-3, "batch_size": 16, "epochs": 2, "griffin_lim_iters": 4}
+         "dropout": 0.0, "lr": 1e-3, "batch_size": 16, "epochs": 2, "vocoder": "griffin-lim",
+         "griffin_lim_iters": 4}
 
 
 class C2FDecoder(Method):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.vocoder import VOCODER_PARAM_VALUES
 from methods.base import Interval, ListOf, Options
 from methods.direct import DirectMelDecoder
 
@@ -22,12 +23,12 @@ class LiR(DirectMelDecoder):
     display_name = "LiR"
     profiles = {
         "tiny": {"alphas": _ALPHAS, "alpha_per_target": False, "vocoder": "griffin-lim", "griffin_lim_iters": 8},
-        "paper": {"alphas": _ALPHAS, "alpha_per_target": False, "vocoder": "griffin-lim", "griffin_lim_iters": 32},
+        "paper": {"alphas": _ALPHAS, "alpha_per_target": False, "vocoder": "auto", "griffin_lim_iters": 32},
     }
     param_constraints = {
         "alphas": ListOf(Interval(low=0.0), min_len=1),
         "alpha_per_target": Options((True, False)),
-        "vocoder": Options(("griffin-lim",)),
+        "vocoder": Options(VOCODER_PARAM_VALUES),
         "griffin_lim_iters": Interval(low=1, high=1000, integer=True),
     }
 

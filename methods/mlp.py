@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.vocoder import VOCODER_PARAM_VALUES
 from methods.base import Boolean, Interval, ListOf, Options
 from methods.direct import DirectMelDecoder
 
@@ -39,7 +40,7 @@ class MLP(DirectMelDecoder):
             "early_stopping": True,
             "validation_fraction": 0.1,
             "n_iter_no_change": 10,
-            "vocoder": "griffin-lim",
+            "vocoder": "auto",
             "griffin_lim_iters": 32,
         },
     }
@@ -52,7 +53,7 @@ class MLP(DirectMelDecoder):
         "early_stopping": Boolean(),
         "validation_fraction": Interval(low=0.0, high=0.5),
         "n_iter_no_change": Interval(low=1, integer=True),
-        "vocoder": Options(("griffin-lim",)),
+        "vocoder": Options(VOCODER_PARAM_VALUES),
         "griffin_lim_iters": Interval(low=1, high=1000, integer=True),
     }
 

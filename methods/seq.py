@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.vocoder import VOCODER_PARAM_VALUES
 from methods.base import TRAINING_CONSTRAINTS, Interval, Options
 from methods.direct import DirectMelDecoder
 from methods.mlp import _split_by_group
@@ -26,7 +27,7 @@ _COMMON_CONSTRAINTS = {
     "n_layers": Interval(low=1, integer=True),
     "dropout": Interval(low=0.0, high=0.9),
     **TRAINING_CONSTRAINTS,
-    "vocoder": Options(("griffin-lim",)),
+    "vocoder": Options(VOCODER_PARAM_VALUES),
     "griffin_lim_iters": Interval(low=1, high=1000, integer=True),
 }
 
@@ -144,7 +145,7 @@ _TINY = {"d_model": 64, "n_layers": 1, "dropout": 0.0, "lr": 3e-3, "weight_decay
 # The paper: width 768, 4 layers, AdamW, batch 8, 30-40 epochs on one A100 (its learning rates are for
 # the acoustic decoder and the LDM); we use lr 1e-4 and early stopping on held-out training stimuli.
 _PAPER = {"d_model": 768, "n_layers": 4, "dropout": 0.1, "lr": 1e-4, "weight_decay": 1e-2, "batch_size": 8,
-          "epochs": 30, "grad_accum": 1, "patience": 5, "validation_fraction": 0.1, "vocoder": "griffin-lim",
+          "epochs": 30, "grad_accum": 1, "patience": 5, "validation_fraction": 0.1, "vocoder": "auto",
           "griffin_lim_iters": 32}
 
 

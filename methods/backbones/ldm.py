@@ -161,7 +161,6 @@ def load_ldm(folder, kind: str = "audioldm2"):
     """
     from diffusers import AutoencoderKL, DDIMScheduler
     from diffusers.pipelines.audioldm2.modeling_audioldm2 import AudioLDM2UNet2DConditionModel
-    from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
 
     if kind not in ("audioldm2", "gigaspeech"):
         raise BenchError(f"load_ldm kind must be 'audioldm2' or 'gigaspeech', got {kind!r}")
@@ -173,13 +172,22 @@ def load_ldm(folder, kind: str = "audioldm2"):
     strict_load(unet, _load_state(_weights_file(root / "unet")), f"{kind} unet ({root / 'unet'})")
     vae = AutoencoderKL.from_config(_read_json(root / "vae" / "config.json"))
     strict_load(vae, _load_state(_weights_file(root / "vae")), f"{kind} vae ({root / 'vae'})")
-    voc_cfg = {k: v for k, v in _read_json(root / "vocoder" / "config.json").items() if not k.startswith("_")}
-    vocoder = SpeechT5HifiGan(SpeechT5HifiGanConfig(**voc_cfg))
-    strict_load(vocoder, _load_state(_weights_file(root / "vocoder")), f"{kind} vocoder ({root / 'vocoder'})")
+    vocoder = load_vocoder(root, what=kind)
     sched_path = root / "scheduler" / "scheduler_config.json"
     sched_cfg = _read_json(sched_path) if sched_path.exists() else dict(_SCHEDULER)
     scheduler = DDIMScheduler.from_config(sched_cfg)
     return unet, vae, vocoder, scheduler
+
+
+def load_vocoder(folder, what: str = "audioldm2"):
+    """SpeechT5HifiGan from ``<folder>/vocoder`` (config.json + weights) of an AudioLDM2 folder, loaded strictly."""
+    from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+    sub = Path(folder) / "vocoder"
+    voc_cfg = {k: v for k, v in _read_json(sub / "config.json").items() if not k.startswith("_")}
+    vocoder = SpeechT5HifiGan(SpeechT5HifiGanConfig(**voc_cfg))
+    strict_load(vocoder, _load_state(_weights_file(sub)), f"{what} vocoder ({sub})")
+    return vocoder.eval()
 
 
 def save_ldm(folder, unet, vae, vocoder, scheduler) -> Path:
