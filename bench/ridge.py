@@ -320,6 +320,43 @@ def _mirror_upper_(G: torch.Tensor) -> None:
             G[b:, a:b].copy_(G[a:b, b:].T)
 
 
+def _gather_square(G: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """(c, k, k): G[idx[j]][:, idx[j]] for each row j of idx (c, k). On CPU numpy's broadcast fancy
+    indexing, which builds no (c, k, k) index array (1.2-1.9x faster than torch.take here)."""
+    if G.device.type == "cpu":
+        Gn, In = G.numpy(), idx.numpy()
+        out = np.empty((In.shape[0], In.shape[1], In.shape[1]), dtype=Gn.dtype)
+        for j, ix in enumerate(In):
+            out[j] = Gn[ix[:, None], ix[None, :]]
+        return torch.from_numpy(out)
+    V = G.shape[0]
+    return torch.take(G.view(-1), idx[:, :, None] * V + idx[:, None, :])
+
+
+def _cholesky_solve_batch(A: torch.Tensor, rhs: torch.Tensor) -> tuple[torch.Tensor, int | None]:
+    """Solve A[j] x = rhs[j] for symmetric positive definite A (c, k, k); returns (x (c, k, r), index
+    of the first non-positive-definite A or None). A is overwritten. On CPU one LAPACK potrf/potrs
+    per matrix (scipy), about 2x faster than torch's batched Cholesky on this kind of machine."""
+    if A.device.type == "cpu":
+        from scipy.linalg.lapack import get_lapack_funcs
+
+        An, Bn = A.numpy(), rhs.numpy()
+        potrf, potrs = get_lapack_funcs(("potrf", "potrs"), (An,))
+        out = np.empty_like(Bn)
+        for j in range(An.shape[0]):
+            # A[j] is symmetric, so its C-ordered memory is its own Fortran transpose: no copy.
+            c, info = potrf(An[j].T, lower=1, overwrite_a=1, clean=0)
+            if info != 0:
+                return torch.from_numpy(out), j
+            x, info = potrs(c, Bn[j], lower=1)
+            out[j] = x
+        return torch.from_numpy(out), None
+    L, info = torch.linalg.cholesky_ex(A)
+    if bool((info != 0).any()):
+        return rhs, int(torch.nonzero(info)[0, 0])
+    return torch.cholesky_solve(rhs, L), None
+
+
 def _eigh_upper(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Eigenvalues (V,) ascending and eigenvectors (V, V) (columns) of symmetric G from its upper
     triangle; G (contiguous) is overwritten."""
@@ -357,10 +394,16 @@ class RidgeGCV:
         variances, GCV residual sums) are always accumulated in float64.
     chunk_rows : int
         Rows of X and Y processed at once (bounds temporary memory).
+    solver : {"auto", "primal", "dual"}
+        "primal": eigendecomposition of the (V, V) Gram X^T X; "dual": of the (n, n) kernel X X^T (the
+        same ridge, GCV and coefficients; needs a standardised (n, V) copy of X). "auto" takes the
+        smaller: dual when n < V, e.g. Brain2Music's 4,800 samples x 54-65k voxels, whose (V, V) Gram
+        would need 12-17 GB.
 
     Attributes (after ``fit``)
     --------------------------
     coef_ : ndarray (V, m), ``dtype``            weights in the original units of X
+    solver_ : str                                "primal" or "dual", the one used
     intercept_ : ndarray (m,), ``dtype``
     alpha_ : float, or ndarray (m,) float64 if alpha_per_target
     gcv_scores_ : ndarray (n_alphas,) float64, or (n_alphas, m) if alpha_per_target
@@ -383,6 +426,7 @@ class RidgeGCV:
         device: Any = "cpu",
         dtype: str = "float32",
         chunk_rows: int = 4096,
+        solver: str = "auto",
     ) -> None:
         self.alphas = alphas
         self.alpha_per_target = alpha_per_target
@@ -390,6 +434,7 @@ class RidgeGCV:
         self.device = device
         self.dtype = dtype
         self.chunk_rows = chunk_rows
+        self.solver = solver
 
     def _check_alphas(self) -> np.ndarray:
         a = np.asarray(self.alphas, dtype=np.float64)
@@ -422,6 +467,11 @@ class RidgeGCV:
         inv_s = torch.where(const, 0.0, scale)
         mu = x_mean.to(dt)
         inv_s_dt = inv_s.to(dt)
+        if self.solver not in ("auto", "primal", "dual"):
+            raise BenchError(f"solver must be 'auto', 'primal' or 'dual', got {self.solver!r}")
+        self.solver_ = "dual" if self.solver == "dual" or (self.solver == "auto" and n < V) else "primal"
+        if self.solver_ == "dual":
+            return self._fit_dual(Xt, Yt, alphas, x_mean, y_mean, y_m2, inv_s, stage, dev, dt, rows)
 
         # Pass 1: Gram of centred X (upper block triangle), then standardise it in place.
         G = torch.zeros(V, V, dtype=dt, device=dev)
@@ -478,15 +528,7 @@ class RidgeGCV:
         del explained, rss
 
         cols = torch.arange(m, device=dev)
-        if self.alpha_per_target:
-            best = gcv.argmin(0)  # (m,)
-            self.alpha_ = a[best].cpu().numpy()
-            self.gcv_scores_ = gcv.cpu().numpy()
-        else:
-            mean_gcv = gcv.mean(1)
-            best = torch.full((m,), int(mean_gcv.argmin()), device=dev)
-            self.alpha_ = float(alphas[int(best[0])])
-            self.gcv_scores_ = mean_gcv.cpu().numpy()
+        best = self._select_alphas(gcv, alphas)
         intercept = y_mean - mean_dot[best, cols]
         del gcv, mean_dot
         stage("gcv")
@@ -507,6 +549,70 @@ class RidgeGCV:
         stage("coef")
 
         self.coef_ = B.cpu().numpy()
+        self.intercept_ = intercept.to(dt).cpu().numpy()
+        self.n_features_in_ = int(V)
+        self.timings_ = stage.seconds
+        return self
+
+    def _select_alphas(self, gcv: torch.Tensor, alphas: np.ndarray) -> torch.Tensor:
+        """Set ``alpha_`` and ``gcv_scores_`` from GCV (n_alphas, m); return the chosen index per output (m,)."""
+        m = gcv.shape[1]
+        if self.alpha_per_target:
+            best = gcv.argmin(0)
+            self.alpha_ = np.asarray(alphas)[best.cpu().numpy()]
+            self.gcv_scores_ = gcv.cpu().numpy()
+        else:
+            mean_gcv = gcv.mean(1)
+            best = torch.full((m,), int(mean_gcv.argmin()), device=gcv.device)
+            self.alpha_ = float(alphas[int(best[0])])
+            self.gcv_scores_ = mean_gcv.cpu().numpy()
+        return best
+
+    def _fit_dual(self, Xt, Yt, alphas, x_mean, y_mean, y_m2, inv_s, stage, dev, dt, rows) -> "RidgeGCV":
+        """The kernel form, for n < V. With Xs the standardised X (n, V), K = Xs Xs^T = U diag(lam) U^T and
+        B = U^T (Y - ybar): residuals (I - H) y_j = U diag(alpha / (lam + alpha)) B_j, so per output
+        RSS = sum_i (alpha / (lam_i + alpha))^2 B_ij^2, tr H = 1 + sum_i lam_i / (lam_i + alpha) (the
+        centred kernel's zero eigenvalue on the constant vector adds nothing), and the weights in
+        original units are diag(inv_s) Xs^T U diag(1 / (lam + alpha)) B."""
+        n, V = Xt.shape
+        m = Yt.shape[1]
+        mu, inv_s_dt = x_mean.to(dt), inv_s.to(dt)
+        Xs = torch.empty(n, V, dtype=dt, device=dev)
+        for r0, r1 in _row_chunks(n, rows):
+            Xs[r0:r1] = _block(Xt, r0, r1, dev, dt, mu, inv_s_dt)
+        K = _mm(Xs, Xs.T).contiguous()
+        stage("gram")
+        lam, U = _eigh_upper(K)
+        del K
+        lam = lam.to(device=dev, dtype=torch.float64).clamp_min_(0.0)
+        U = U.to(device=dev, dtype=dt)
+        stage("eigh")
+        B = torch.zeros(n, m, dtype=dt, device=dev)
+        ones = torch.zeros(n, dtype=torch.float64, device=dev)
+        for r0, r1 in _row_chunks(n, rows):
+            Ur = U[r0:r1]
+            _addmm_(B, Ur.T.contiguous(), _block(Yt, r0, r1, dev, dt))
+            ones += _col_sum64(Ur)
+        B -= (ones[:, None] * y_mean[None, :]).to(dt)  # U^T (Y - 1 ybar^T), Y never copied
+        stage("zty")
+        a = torch.as_tensor(alphas, dtype=torch.float64, device=dev)
+        D = 1.0 / (lam[None, :] + a[:, None])  # (n_alphas, n)
+        shrink = (a[:, None] * D).square()
+        tr_h = 1.0 + (lam[None, :] * D).sum(1)
+        B64 = B.double()
+        rss = (shrink @ B64.square()).clamp_min_(0.0)  # (n_alphas, m)
+        denom = n * (1.0 - tr_h / n).square()
+        gcv = torch.where(denom[:, None] > 0, rss / denom[:, None], torch.inf)
+        best = self._select_alphas(gcv, alphas)
+        del rss, gcv, B64
+        stage("gcv")
+        B.mul_(D.to(dt)[best].T)  # column j scaled by 1 / (lam + alpha_j)
+        W = _mm(Xs.T, _mm(U, B))
+        W.mul_(inv_s_dt[:, None])
+        del Xs, U, B
+        intercept = y_mean - (x_mean[None, :].to(torch.float64) @ W.double())[0]
+        stage("coef")
+        self.coef_ = W.cpu().numpy()
         self.intercept_ = intercept.to(dt).cpu().numpy()
         self.n_features_in_ = int(V)
         self.timings_ = stage.seconds
@@ -614,10 +720,9 @@ class SelectiveRidge:
         mu = x_mean.to(dt)
         stage("stats")
 
-        # One pass over X: Gram of centred X in dt, and the statistics that rank the voxels
-        # (X^T Y, sum x^2) in float64 from the exact float64 copy of the chunk: float32 rounding
-        # would reorder near-ties in |corr| and select other voxels than fastl2lir.
-        G = torch.zeros(V, V, dtype=dt, device=dev)
+        # Pass 1 over X: the statistics that rank the voxels (X^T Y, sum x^2) in float64 from the exact
+        # float64 copy of the chunk: float32 rounding would reorder near-ties in |corr| and select
+        # other voxels than fastl2lir.
         C = torch.zeros(V, m, dtype=f64, device=dev)
         x_sq = torch.zeros(V, dtype=f64, device=dev)
         for r0, r1 in _row_chunks(n, rows):
@@ -626,18 +731,11 @@ class SelectiveRidge:
             Y64 = _block(Yt, r0, r1, dev, f64)
             stage("convert")
             _addmm_(C, X64.T, Y64)
-            stage("xty")
-            Xc = _block(Xt, r0, r1, dev, dt, mu)
             del X64, Y64
-            stage("convert")
-            _gram_upper_(G, Xc)
-            del Xc
-            stage("gram")
+            stage("xty")
         # Centre in float64 (no cancellation issue at float64 for data means up to ~1e6 x std).
         C -= n * x_mean[:, None] * y_mean[None, :]
         x_m2 = (x_sq - n * x_mean.square()).clamp_min_(0.0)
-        _mirror_upper_(G)
-        stage("mirror")
 
         # Pearson correlation from the same statistics (the n-1 factors cancel).
         corr = C / (x_m2.sqrt()[:, None] * y_m2.sqrt()[None, :])
@@ -645,6 +743,28 @@ class SelectiveRidge:
         corr[:, y_m2 == 0] = 0.0
         corr = corr.abs_().nan_to_num_(0.0)
         stage("corr")
+        selected = torch.empty(k, m, dtype=torch.int64, device=dev)
+        for j0 in range(0, m, c_out):
+            j1 = min(m, j0 + c_out)
+            selected[:, j0:j1] = torch.topk(corr[:, j0:j1], k, dim=0, largest=True, sorted=True).indices
+        del corr
+        # Pass 2: the Gram of the centred X over the union of the selected voxels only (all V when the
+        # selections cover them; far fewer on real data with tens of thousands of voxels, where the
+        # full (V, V) Gram would not fit in memory).
+        union = torch.unique(selected)
+        full = len(union) == V
+        stage("select")
+        G = torch.zeros(len(union), len(union), dtype=dt, device=dev)
+        for r0, r1 in _row_chunks(n, rows):
+            Xc = _block(Xt, r0, r1, dev, dt, mu)
+            if not full:
+                Xc = Xc[:, union].contiguous()
+            stage("convert")
+            _gram_upper_(G, Xc)
+            del Xc
+            stage("gram")
+        _mirror_upper_(G)
+        stage("mirror")
 
         # With a ones column and alpha on the whole diagonal, eliminating the bias leaves
         #   (M + g mu_I mu_I^T) w = c + g ybar mu_I,   M = Gc_II + alpha I,  c = Xc_I^T y,
@@ -655,36 +775,31 @@ class SelectiveRidge:
         g = n * alpha / (n + alpha)
         W = torch.zeros(V, m, dtype=dt, device=dev)
         b = torch.empty(m, dtype=f64, device=dev)
-        selected = torch.empty(k, m, dtype=torch.int64, device=dev)
-        Gflat = G.view(-1)
         for j0 in range(0, m, c_out):
             j1 = min(m, j0 + c_out)
-            top = torch.topk(corr[:, j0:j1], k, dim=0, largest=True, sorted=True).indices  # (k, c)
-            selected[:, j0:j1] = top
-            idx = top.T.sort(1).values  # (c, k); sorted rows make the gather cache-friendlier
-            stage("select")
-            A = torch.take(Gflat, idx[:, :, None] * V + idx[:, None, :])  # (c, k, k) in dt
+            idx = selected[:, j0:j1].T.sort(1).values  # (c, k); sorted rows make the gather cache-friendlier
+            pos = idx if full else torch.searchsorted(union, idx)  # rows / columns of G
+            A = _gather_square(G, pos)  # (c, k, k) in dt: Gram of output j's voxels
             stage("gather")
             A.diagonal(dim1=-2, dim2=-1).add_(alpha)
             mu_i = x_mean[idx]  # (c, k) float64
             cols = torch.arange(j0, j1, device=dev)
             rhs = torch.stack([C[idx, cols[:, None]], mu_i], 2).to(dt)  # (c, k, 2)
-            L, info = torch.linalg.cholesky_ex(A)
-            if bool((info != 0).any()):
-                bad = int(j0 + torch.nonzero(info)[0, 0])
+            sol, bad = _cholesky_solve_batch(A, rhs)
+            if bad is not None:
                 raise BenchError(
                     f"X has shape {tuple(Xt.shape)} and the selected voxels' Gram matrix for output "
-                    f"{bad} is singular at alpha={alpha:g}; expected alpha > 0"
+                    f"{j0 + bad} is singular at alpha={alpha:g}; expected alpha > 0"
                 )
-            sol = torch.cholesky_solve(rhs, L).to(f64)
-            del A, L
+            sol = sol.to(f64)
+            del A
             x_c, x_mu = sol[:, :, 0], sol[:, :, 1]
             ybar = y_mean[j0:j1]
             w = x_c + x_mu * (g * (ybar - (mu_i * x_c).sum(1)) / (1.0 + g * (mu_i * x_mu).sum(1)))[:, None]
             b[j0:j1] = (n / (n + alpha)) * (ybar - (mu_i * w).sum(1))
             W[:, j0:j1].scatter_(0, idx.T, w.T.to(dt))
             stage("solve")
-        del G, C, corr
+        del G, C
 
         self.coef_ = W.cpu().numpy()
         self.intercept_ = b.to(dt).cpu().numpy()

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+FASTL2LIR_PATH = ""  # set from --fastl2lir-path
 
 
 def _sync(dev):
@@ -92,17 +93,32 @@ def selective_ridge(scale: float, dev) -> dict:
     SelectiveRidge(alpha=100.0, n_feat=n_feat, device=dev).fit(X[:500], Y[:500, :8])  # warm-up
     model, t = _timed(lambda: SelectiveRidge(alpha=100.0, n_feat=n_feat, device=dev).fit(X, Y), dev)
     out.update(device_fit_s=t, stages=dict(model.timings_))
-    try:
-        import fastl2lir
-    except ImportError as exc:
-        out["fastl2lir"] = f"unavailable: {exc}"
-        return out
-    t0 = time.perf_counter()
-    ref = fastl2lir.FastL2LiR().fit(X, Y, alpha=100.0, n_feat=n_feat)
-    out["fastl2lir_cpu_s"] = time.perf_counter() - t0
-    out["speedup"] = out["fastl2lir_cpu_s"] / t
-    out["max_abs_dW"] = float(np.abs(np.asarray(ref.W) - model.coef_).max())
-    out["max_abs_db"] = float(np.abs(np.asarray(ref.b).reshape(-1) - model.intercept_).max())
+    # fastl2lir runs in a child process: it breaks on numpy >= 2.4, so ``--fastl2lir-path`` can put an older
+    # numpy first on that child's path without touching this process.
+    import os
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(f"{tmp}/X.npy", X)
+        np.save(f"{tmp}/Y.npy", Y)
+        code = ("import sys, time, numpy as np, fastl2lir; X = np.load(sys.argv[1] + '/X.npy'); "
+                "Y = np.load(sys.argv[1] + '/Y.npy'); t0 = time.perf_counter(); "
+                f"m = fastl2lir.FastL2LiR().fit(X, Y, alpha=100.0, n_feat={n_feat}); t = time.perf_counter() - t0; "
+                "np.save(sys.argv[1] + '/W.npy', np.asarray(m.W)); np.save(sys.argv[1] + '/b.npy', np.asarray(m.b)); "
+                "print(t, np.__version__)")
+        env = dict(os.environ)
+        if FASTL2LIR_PATH:
+            env["PYTHONPATH"] = FASTL2LIR_PATH + os.pathsep + env.get("PYTHONPATH", "")
+        proc = subprocess.run([sys.executable, "-c", code, tmp], capture_output=True, text=True, env=env)
+        if proc.returncode:
+            out["fastl2lir"] = "failed: " + proc.stderr.strip().splitlines()[-1]
+            return out
+        t_ref, np_version = proc.stdout.split()
+        W, b = np.load(f"{tmp}/W.npy"), np.load(f"{tmp}/b.npy")
+    out.update(fastl2lir_cpu_s=float(t_ref), fastl2lir_numpy=np_version, speedup=float(t_ref) / t)
+    out["max_abs_dW"] = float(np.abs(W - model.coef_).max())
+    out["max_abs_db"] = float(np.abs(b.reshape(-1) - model.intercept_).max())
     out["torch_threads"] = torch.get_num_threads()
     return out
 
@@ -131,7 +147,7 @@ def ldm_full_size(dev, steps: int = 3, ddim_steps: int = 20) -> dict:
         scaler.step(opt)
         scaler.update()
         opt.zero_grad(set_to_none=True)
-        return float(loss)
+        return float(loss.detach())
 
     step()  # warm-up
     losses, t = _timed(lambda: [step() for _ in range(steps)], dev)
@@ -157,7 +173,10 @@ def main() -> int:
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--skip", default="", help="comma-separated sections to skip: ridge,selective,ldm")
+    ap.add_argument("--fastl2lir-path", default="", help="extra PYTHONPATH for the fastl2lir child (e.g. numpy < 2.4)")
     args = ap.parse_args()
+    global FASTL2LIR_PATH
+    FASTL2LIR_PATH = args.fastl2lir_path
     dev = torch.device(args.device)
     report = {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
               "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor(),

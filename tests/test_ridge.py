@@ -99,6 +99,33 @@ def test_ridgegcv_unstandardized_matches_brute_force_and_sklearn():
         np.testing.assert_allclose(model.intercept_[j], sk.intercept_, rtol=1e-8)
 
 
+@pytest.mark.parametrize("standardize", [True, False])
+def test_ridgegcv_dual_equals_primal_when_voxels_outnumber_samples(standardize):
+    """n < V (Brain2Music: 4,800 x ~60k): 'auto' takes the kernel form; same GCV, alphas and weights."""
+    X, Y = _data(n=40, V=120, m=5, seed=7)
+    X[:, 3] = 2.5  # a constant column: weight 0 in both forms
+    alphas = (0.1, 10.0, 1e3, 1e5)
+    for per_target in (False, True):
+        kw = dict(alphas=alphas, alpha_per_target=per_target, standardize_X=standardize, dtype="float64")
+        dual = RidgeGCV(**kw).fit(X, Y)
+        primal = RidgeGCV(solver="primal", **kw).fit(X, Y)
+        assert dual.solver_ == "dual" and primal.solver_ == "primal"
+        np.testing.assert_allclose(dual.gcv_scores_, primal.gcv_scores_, rtol=1e-7)
+        np.testing.assert_array_equal(dual.alpha_, primal.alpha_)
+        np.testing.assert_allclose(dual.coef_, primal.coef_, rtol=0, atol=1e-9 * np.abs(primal.coef_).max())
+        np.testing.assert_allclose(dual.intercept_, primal.intercept_, rtol=1e-8, atol=1e-10)
+        assert np.all(dual.coef_[3] == 0)
+    ref = _brute_force_gcv(np.delete(X, 3, axis=1), Y, alphas, standardize=standardize)  # constant: no effect
+    np.testing.assert_allclose(RidgeGCV(alphas=alphas, alpha_per_target=True, standardize_X=standardize,
+                                        dtype="float64").fit(X, Y).gcv_scores_, ref, rtol=1e-7)
+    f32 = RidgeGCV(alphas=alphas, standardize_X=standardize).fit(X, Y)
+    f64 = RidgeGCV(alphas=alphas, standardize_X=standardize, dtype="float64").fit(X, Y)
+    assert f32.solver_ == "dual" and f32.alpha_ == f64.alpha_
+    np.testing.assert_allclose(f32.predict(X), f64.predict(X), rtol=1e-3, atol=1e-3 * np.abs(Y).max())
+    with pytest.raises(BenchError, match="solver must be"):
+        RidgeGCV(solver="svd").fit(X, Y)
+
+
 def test_ridgegcv_alpha_per_target_follows_signal():
     rng = np.random.default_rng(3)
     X = rng.standard_normal((200, 15)).astype(np.float32)
@@ -160,8 +187,20 @@ def test_selective_ridge_matches_fastl2lir(dtype, tol):
     assert np.abs(model.intercept_ - b).max() < tol
     for j in range(6):
         assert set(model.selected_[:, j]) == set(np.flatnonzero(W[:, j]))
-    assert 5 not in model.selected_
+    assert 5 not in model.selected_  # so the Gram covers only the union of the selections (< V voxels)
     np.testing.assert_allclose(model.predict(X), X @ W + b, rtol=1e-5, atol=1e-3)
+
+
+def test_selective_ridge_gram_over_a_small_union_matches_fastl2lir():
+    """Outputs driven by a few voxels of many (real fMRI: ~60k voxels): the selections' union is small."""
+    rng = np.random.default_rng(8)
+    X = (rng.standard_normal((120, 400)) + 3.0).astype(np.float32)  # uncentred, as raw voxels are
+    Y = (X[:, :15] @ rng.standard_normal((15, 5)) + 0.1 * rng.standard_normal((120, 5))).astype(np.float32)
+    W, b = _fastl2lir(X, Y, 20.0, 8)
+    model = SelectiveRidge(alpha=20.0, n_feat=8, dtype="float32").fit(X, Y)
+    assert len(np.unique(model.selected_)) < 40
+    assert np.abs(model.coef_ - W).max() < 1e-4 * max(1.0, np.abs(W).max())
+    assert np.abs(model.intercept_ - b).max() < 1e-4 * max(1.0, np.abs(b).max())
 
 
 def test_selective_ridge_all_voxels_matches_fastl2lir():
