@@ -191,6 +191,18 @@ def test_selective_ridge_matches_fastl2lir(dtype, tol):
     np.testing.assert_allclose(model.predict(X), X @ W + b, rtol=1e-5, atol=1e-3)
 
 
+def test_selective_ridge_many_thread_path_matches(monkeypatch):
+    """Machines with >= 4 torch threads gather and solve with torch's batched ops: same result."""
+    import bench.ridge as R
+
+    X, Y = _data(n=150, V=40, m=6, seed=6)
+    few = SelectiveRidge(alpha=10.0, n_feat=12, chunk_outputs=4).fit(X, Y)
+    monkeypatch.setattr(R, "_few_threads", lambda: False)
+    many = SelectiveRidge(alpha=10.0, n_feat=12, chunk_outputs=4).fit(X, Y)
+    np.testing.assert_array_equal(many.selected_, few.selected_)
+    np.testing.assert_allclose(many.coef_, few.coef_, rtol=0, atol=1e-5 * np.abs(few.coef_).max())
+
+
 def test_selective_ridge_gram_over_a_small_union_matches_fastl2lir():
     """Outputs driven by a few voxels of many (real fMRI: ~60k voxels): the selections' union is small."""
     rng = np.random.default_rng(8)
