@@ -23,11 +23,13 @@ Groups
 Measured 2026-11-25 on the 2-core AMD EPYC dev machine, other processes < 2% of it during each call
 (second of two full runs): products X^T X 4.5 s (numpy syrk; torch 13.5 s), X^T Y 33.6 s (torch
 37.7 s); RidgeGCV.fit 99.3 s = 2.61 x the best products (1.94 x torch's), stages eigh 28.6, Z 9.1,
-Z^T Y 34.4, coef 17.8 s; peak RSS 3.04 GiB. sklearn Ridge 65.8 s, 6.26 GiB. SelectiveRidge 12.6 s
-vs fastl2lir 22.9 s (1.8 x; the first run gave 2.05 x), parity |dW| 4.4e-6, |db| 8e-8. So the
-RidgeGCV ratio and the SelectiveRidge speed-up assertions fail on that machine: the float32
-eigendecomposition alone (memory-bound tridiagonalisation) costs 0.75 x the products, and
-fastl2lir's own Gram is already a syrk, so float32 halves it but no more.
+Z^T Y 34.4, coef 17.8 s; peak RSS 3.04 GiB. sklearn Ridge 65.8 s, 6.26 GiB. So the RidgeGCV ratio
+assertion fails on that machine: the float32 eigendecomposition alone (memory-bound tridiagonalisation)
+costs 0.75 x the products. SelectiveRidge (selection first, Gram over the union of the selections,
+numpy gathers and per-matrix LAPACK solves below 4 threads) 10.7 s vs fastl2lir 25.9 s = 2.4 x (the
+float32 Gram alone 5.6 s), parity |dW| 1.3e-6: that assertion fails on 2 cores too. On the 16-core
+Xeon host of a lent H200 machine (benchmarks/results/): RidgeGCV 12.9 s = 4.7 x its products (fails);
+SelectiveRidge 2.46 s vs fastl2lir 8.62 s = 3.5 x (passes).
 
 Environment
 - ``BENCH_SCALE`` (default 1): multiplies n, V, the outputs and n_feat, e.g. 0.25 for a quick look.
