@@ -364,6 +364,13 @@ def _cholesky_solve_batch(A: torch.Tensor, rhs: torch.Tensor) -> tuple[torch.Ten
     return torch.cholesky_solve(rhs, L), None
 
 
+def _eigen_psd(G: torch.Tensor, dev: torch.device, dt: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Of a positive semi-definite Gram / kernel (overwritten): eigenvalues as float64 clipped at 0
+    (rounding makes the smallest slightly negative) and eigenvectors in ``dt``, on ``dev``."""
+    lam, vecs = _eigh_upper(G)
+    return lam.to(device=dev, dtype=torch.float64).clamp_min_(0.0), vecs.to(device=dev, dtype=dt)
+
+
 def _eigh_upper(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Eigenvalues (V,) ascending and eigenvectors (V, V) (columns) of symmetric G from its upper
     triangle; G (contiguous) is overwritten."""
@@ -488,10 +495,8 @@ class RidgeGCV:
             del Xc
         stage("gram")
         G.mul_(inv_s_dt[:, None]).mul_(inv_s_dt[None, :])
-        lam, Q = _eigh_upper(G)
+        lam, Q = _eigen_psd(G, dev, dt)
         del G
-        lam = lam.to(device=dev, dtype=torch.float64).clamp_min_(0.0)
-        Q = Q.to(device=dev, dtype=dt)
         stage("eigh")
 
         # Pass 2: B = Z^T Y with Z = Xs Q built chunk by chunk. Y is never centred (no copy): Xs is
@@ -589,10 +594,8 @@ class RidgeGCV:
             Xs[r0:r1] = _block(Xt, r0, r1, dev, dt, mu, inv_s_dt)
         K = _mm(Xs, Xs.T).contiguous()
         stage("gram")
-        lam, U = _eigh_upper(K)
+        lam, U = _eigen_psd(K, dev, dt)
         del K
-        lam = lam.to(device=dev, dtype=torch.float64).clamp_min_(0.0)
-        U = U.to(device=dev, dtype=dt)
         stage("eigh")
         B = torch.zeros(n, m, dtype=dt, device=dev)
         ones = torch.zeros(n, dtype=torch.float64, device=dev)
