@@ -620,7 +620,10 @@ class RidgeGCV:
         W = _mm(Xs.T, _mm(U, B))
         W.mul_(inv_s_dt[:, None])
         del Xs, U, B
-        intercept = y_mean - (x_mean[None, :].to(torch.float64) @ W.double())[0]
+        intercept = y_mean.clone()
+        step = _col_chunk(V)  # mean(X) . W in float64, a column block at a time (no float64 copy of W)
+        for j0 in range(0, m, step):
+            intercept[j0 : j0 + step] -= x_mean @ W[:, j0 : j0 + step].double()
         stage("coef")
         self.coef_ = W.cpu().numpy()
         self.intercept_ = intercept.to(dt).cpu().numpy()

@@ -16,6 +16,9 @@ Groups
   all four; the reference is the faster per product --, RidgeGCV.fit (7 alphas) and sklearn
   Ridge(alpha=1e3).fit on the same arrays. Asserts RidgeGCV fit / (X^T X + X^T Y) <= 2 and its
   peak RSS < 4 GiB (inputs included).
+- ``lir-music-size``: X 4,800 x 60,784 -> 9,664 (Brain2Music): RidgeGCV.fit in its kernel form and
+  sklearn Ridge(alpha=1e3).fit; asserts the dual solver and peak RSS < 8 GiB (the primal Gram alone
+  would be 14.8 GB).
 - ``selective-ridge``: X 14,400 x 6,662 -> 512 outputs, n_feat 500, alpha 100: SelectiveRidge
   against fastl2lir.FastL2LiR().fit (its defaults: float64). Asserts a speed-up >= 3 and
   max |coef - W|, |intercept - b| < 1e-4.
@@ -29,7 +32,9 @@ costs 0.75 x the products. SelectiveRidge (selection first, Gram over the union 
 numpy gathers and per-matrix LAPACK solves below 4 threads) 10.7 s vs fastl2lir 25.9 s = 2.4 x (the
 float32 Gram alone 5.6 s), parity |dW| 1.3e-6: that assertion fails on 2 cores too. On the 16-core
 Xeon host of a lent H200 machine (benchmarks/results/): RidgeGCV 12.9 s = 4.7 x its products (fails);
-SelectiveRidge 2.46 s vs fastl2lir 8.62 s = 3.5 x (passes).
+SelectiveRidge 2.46 s vs fastl2lir 8.62 s = 3.5 x (passes). lir-music-size on the 2-core machine:
+RidgeGCV (dual) 76.5 s, peak 5.31 GiB (kernel 14.0 s, eigh 9.8 s, weights X^T (U D B) 47.0 s); sklearn
+Ridge(alpha=1e3) 63.2 s, 7.31 GiB.
 
 Environment
 - ``BENCH_SCALE`` (default 1): multiplies n, V, the outputs and n_feat, e.g. 0.25 for a quick look.
@@ -69,6 +74,10 @@ def _sizes() -> dict:
         "m": s(25_664),
         "m_sel": s(512),
         "n_feat": max(1, round(500 * SCALE)),
+        # Brain2Music: 4,800 training samples, sub-001's 60,784 voxels, the 64 x 151 vocoder mel
+        "n_music": s(4_800),
+        "V_music": s(60_784),
+        "m_music": s(9_664),
     }
 
 
@@ -82,6 +91,8 @@ def _rss_kib() -> int:
 
 def _child(task: str, params: dict) -> None:
     rng = np.random.default_rng(params["seed"])
+    if task.endswith("_music"):
+        params = dict(params, n=params["n_music"], V=params["V_music"], m=params["m_music"])
     n, V = params["n"], params["V"]
     X = rng.standard_normal((n, V), dtype=np.float32)
     if task in ("selective", "fastl2lir"):
@@ -101,7 +112,7 @@ def _child(task: str, params: dict) -> None:
 
     from bench.ridge import RidgeGCV, SelectiveRidge
 
-    if task == "sklearn":
+    if task.startswith("sklearn"):
         from sklearn.linear_model import Ridge
     if task == "fastl2lir":
         import fastl2lir
@@ -129,7 +140,10 @@ def _child(task: str, params: dict) -> None:
     elif task == "ridgegcv":
         model = RidgeGCV().fit(X, Y)
         out.update(alpha=model.alpha_, stages=model.timings_)
-    elif task == "sklearn":
+    elif task == "ridgegcv_music":
+        model = RidgeGCV().fit(X, Y)
+        out.update(alpha=model.alpha_, stages=model.timings_, solver=model.solver_)
+    elif task in ("sklearn", "sklearn_music"):
         Ridge(alpha=1e3).fit(X, Y)
     elif task == "selective":
         model = SelectiveRidge(alpha=params["alpha"], n_feat=params["n_feat"]).fit(X, Y)
@@ -244,7 +258,8 @@ def _run(benchmark, task: str, params: dict) -> dict:
     res["peak_rss_gib"] = res.pop("peak_rss_kib") * 1024 / GIB
     res["inputs_rss_gib"] = res.pop("inputs_rss_kib") * 1024 / GIB
     benchmark.extra_info.update(res)
-    benchmark.extra_info.update(scale=SCALE, **{k: params[k] for k in ("n", "V") if k in params})
+    shape = ("n_music", "V_music", "m_music") if task.endswith("_music") else ("n", "V")
+    benchmark.extra_info.update(scale=SCALE, **{k: params[k] for k in shape if k in params})
     return res
 
 
@@ -281,6 +296,23 @@ def test_sklearn_ridge_fit(benchmark):
     res = _run(benchmark, "sklearn", _params())
     if "ridgegcv" in _RESULTS:
         benchmark.extra_info["ridgegcv_speedup"] = res["fit_s"] / _RESULTS["ridgegcv"]["fit_s"]
+
+
+@pytest.mark.benchmark(group="lir-music-size")
+def test_ridgegcv_fit_more_voxels_than_samples(benchmark):
+    """Brain2Music's shape (4,800 x 60,784 -> 9,664): the (V, V) Gram would take 14.8 GB, so RidgeGCV
+    takes its kernel form; 7 alphas by GCV, against sklearn's Ridge at one alpha (its kernel solver)."""
+    res = _run(benchmark, "ridgegcv_music", _params())
+    _RESULTS["ridgegcv_music"] = res
+    assert res["solver"] == "dual"
+    assert res["peak_rss_gib"] < 8.0, f"RidgeGCV peak RSS {res['peak_rss_gib']:.2f} GiB >= 8 GiB"
+
+
+@pytest.mark.benchmark(group="lir-music-size")
+def test_sklearn_ridge_fit_more_voxels_than_samples(benchmark):
+    res = _run(benchmark, "sklearn_music", _params())
+    if "ridgegcv_music" in _RESULTS:
+        benchmark.extra_info["ridgegcv_over_sklearn"] = _RESULTS["ridgegcv_music"]["fit_s"] / res["fit_s"]
 
 
 @pytest.mark.benchmark(group="selective-ridge")
