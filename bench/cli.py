@@ -87,7 +87,9 @@ def run(
     scale: str = typer.Option("default", "--scale", help="Simulated datasets only: default or paper sizes."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Recompute cells that already have records."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a method parameter: KEY=VALUE (YAML value)."),
-    grid: Optional[List[str]] = typer.Option(None, "--grid", help="Run every value of a parameter: KEY=V1,V2 (repeatable; e.g. the paper's Table 3: --grid p_gt=0,0.25,0.5 --grid prompt=none,text,audio)."),
+    grid: Optional[List[str]] = typer.Option(None, "--grid", help="Run every value of a parameter: KEY=V1,V2 (repeatable; e.g. --grid lr=1e-4,3e-4)."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="LDM methods: none, text or audio; a comma list runs each (the paper's Table 3 columns)."),
+    p_gt: Optional[str] = typer.Option(None, "--p-gt", help="LDM and C2F methods: P_gt 0, 0.25 or 0.5; a comma list runs each (Table 3 rows)."),
     error_score: str = typer.Option("raise", "--error-score", help="raise (default) or nan: skip a crashing cell and go on."),
     runs: Optional[Path] = RunsDir,
     data_root: Optional[Path] = DataRoot,
@@ -106,8 +108,15 @@ def run(
     methods = METHODS.resolve_many(method)
     datasets = resolve_datasets(dataset, data_root)
     subj = [s.strip() for s in subjects.split(",")] if subjects else None
+    grid_values = _parse_grid(grid)
+    for key, spec in (("prompt", prompt), ("p_gt", p_gt)):
+        if spec is None:
+            continue
+        if key in grid_values:
+            raise BenchError(f"--{key.replace('_', '-')} and --grid {key}=... both given; use one")
+        grid_values.update(_parse_grid([f"{key}={spec}"]))
     cells = plan_cells(methods, datasets, subj, _parse_seeds(seeds), profile, scale, _parse_sets(set_), data_root,
-                       grid=_parse_grid(grid))
+                       grid=grid_values)
     rdir = runs_dir(runs)
     from tqdm.auto import tqdm
 

@@ -82,3 +82,12 @@ def test_run_then_rerun_skips(tiny_catalogue, tmp_path):
     second = bench(*args, check=True)
     assert "0 done, 1 skipped" in second.stdout
     assert (tmp_path / "lb" / "tiny-speech.md").exists()
+
+
+def test_prompt_and_p_gt_options_become_the_table3_grid(tiny_catalogue):
+    base = ("run", "--dataset", "tiny-speech", "--no-leaderboard")
+    assert_one_line_error(bench(*base, "--method", "lir", "--prompt", "text"), r"method lir has no parameter 'prompt'")
+    assert_one_line_error(bench(*base, "--method", "c2f_ldm", "--prompt", "none,text", "--p-gt", "0,0.3"),
+                          r"parameter 'p_gt' must be")
+    assert_one_line_error(bench(*base, "--method", "c2f_ldm", "--prompt", "text", "--grid", "prompt=audio"),
+                          r"--prompt and --grid prompt=... both given")
