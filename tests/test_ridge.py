@@ -203,10 +203,12 @@ def test_selective_ridge_many_thread_path_matches(monkeypatch):
     np.testing.assert_allclose(many.coef_, few.coef_, rtol=0, atol=1e-5 * np.abs(few.coef_).max())
 
 
-def test_selective_ridge_gram_over_a_small_union_matches_fastl2lir():
-    """Outputs driven by a few voxels of many (real fMRI: ~60k voxels): the selections' union is small."""
+@pytest.mark.parametrize("offset", [3.0, 0.2])
+def test_selective_ridge_gram_over_a_small_union_matches_fastl2lir(offset):
+    """Outputs driven by a few voxels of many (real fMRI: ~60k voxels): the selections' union is small.
+    offset 3: raw voxels, centred before the Gram; 0.2 (mean within one SD): the uncentred Gram is corrected."""
     rng = np.random.default_rng(8)
-    X = (rng.standard_normal((120, 400)) + 3.0).astype(np.float32)  # uncentred, as raw voxels are
+    X = (rng.standard_normal((120, 400)) + offset).astype(np.float32)
     Y = (X[:, :15] @ rng.standard_normal((15, 5)) + 0.1 * rng.standard_normal((120, 5))).astype(np.float32)
     W, b = _fastl2lir(X, Y, 20.0, 8)
     model = SelectiveRidge(alpha=20.0, n_feat=8, dtype="float32").fit(X, Y)
