@@ -29,8 +29,9 @@ Measured 2026-11-25 on the 2-core AMD EPYC dev machine, other processes < 2% of 
 Z^T Y 34.4, coef 17.8 s; peak RSS 3.04 GiB. sklearn Ridge 65.8 s, 6.26 GiB. So the RidgeGCV ratio
 assertion fails on that machine: the float32 eigendecomposition alone (memory-bound tridiagonalisation)
 costs 0.75 x the products. SelectiveRidge (selection first, Gram over the union of the selections,
-numpy gathers and per-matrix LAPACK solves below 4 threads) 10.7 s vs fastl2lir 25.9 s = 2.4 x (the
-float32 Gram alone 5.6 s), parity |dW| 1.3e-6: that assertion fails on 2 cores too. On the 16-core
+uncentred when the means allow, numpy gathers and per-matrix LAPACK solves below 4 threads) 10.0-10.7 s
+vs fastl2lir 22.6-31.4 s over five runs, typically 2.5 x (the float32 Gram alone 5.3 s), parity
+|dW| 1.1e-6, peak 0.95 GiB: that assertion fails on 2 cores too. On the 16-core
 Xeon host of a lent H200 machine (benchmarks/results/): RidgeGCV 12.9 s = 4.7 x its products (fails);
 SelectiveRidge 2.46 s vs fastl2lir 8.62 s = 3.5 x (passes). lir-music-size on the 2-core machine:
 RidgeGCV (dual) 76.5 s, peak 5.31 GiB (kernel 14.0 s, eigh 9.8 s, weights X^T (U D B) 47.0 s); sklearn
