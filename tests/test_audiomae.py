@@ -18,8 +18,8 @@ from methods.backbones.audiomae import (
     normalise_patches,
     shifted_window_mask,
     sincos_pos_embed,
-    state_dict_manifest,
 )
+from metrics.networks import manifest as state_dict_manifest
 
 TINY = AudioMAEConfig.tiny()
 
@@ -209,8 +209,8 @@ def test_loading_errors(tiny, tmp_path):
     broken["decoder_pred.weight"] = torch.zeros(10, 32)
     broken["head.weight"] = torch.zeros(3)
     torch.save({"model": broken}, tmp_path / "broken.pth")
-    with pytest.raises(BenchError, match=r"17 missing key\(s\): decoder_blocks\.1\.attn\.tau.*1 unexpected key\(s\): "
-                                         r"head\.weight.*decoder_pred\.weight \(10, 32\) \(model \(256, 32\)\)"):
+    with pytest.raises(BenchError, match=r"17 missing keys \(decoder_blocks\.1\.attn\.tau.*1 unexpected key \("
+                                         r"head\.weight\).*decoder_pred\.weight: file \(10, 32\) vs network \(256, 32\)"):
         load_audiomae(tmp_path / "broken.pth", TINY)
     with pytest.raises(BenchError, match="shape mismatch"):  # full-size config against tiny weights
         torch.save({"model": state}, tmp_path / "tiny.pth")

@@ -10,7 +10,8 @@ from bench.errors import BenchError
 
 pytest.importorskip("diffusers")
 
-from methods.backbones.ldm import LatentDiffusion, build_ldm, load_ldm, manifest, save_ldm, strict_load  # noqa: E402
+from methods.backbones.ldm import LatentDiffusion, build_ldm, load_ldm, save_ldm  # noqa: E402
+from metrics.networks import manifest, strict_load  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -63,7 +64,7 @@ def test_load_ldm_roundtrip_and_strict_error(tmp_path):
     sd = load_file(str(path))
     sd["conv_in.renamed"] = sd.pop("conv_in.weight")
     save_file(sd, str(path))
-    with pytest.raises(BenchError, match=r"audioldm2 unet .*1 missing: conv_in\.weight; 1 unexpected: conv_in\.renamed"):
+    with pytest.raises(BenchError, match=r"audioldm2 unet checkpoint .*1 missing key \(conv_in\.weight\); 1 unexpected key \(conv_in\.renamed\)"):
         load_ldm(folder, kind="audioldm2")
     with pytest.raises(BenchError, match="does not exist"):
         load_ldm(tmp_path / "nowhere", kind="gigaspeech")
@@ -77,7 +78,7 @@ def test_full_size_unet_layout():
 
     torch.manual_seed(0)
     unet = AudioLDM2UNet2DConditionModel(**PAPER["unet"])
-    man = manifest(unet)
+    man = dict(manifest(unet))
     assert man["conv_in.weight"] == (128, 8, 3, 3)
     assert man["conv_out.weight"] == (8, 128, 3, 3)
     assert man["time_embedding.linear_1.weight"] == (512, 128)
@@ -88,7 +89,7 @@ def test_full_size_unet_layout():
     assert "down_blocks.0.attentions.0.norm.weight" not in man  # first level has no attention
     assert 300e6 < sum(p.numel() for p in unet.parameters()) < 400e6
     fresh = AudioLDM2UNet2DConditionModel.from_config(unet.config)
-    strict_load(fresh, unet.state_dict(), "full unet")  # raises on any difference
+    strict_load(fresh, unet.state_dict(), "full unet", optional_suffixes=())  # raises on any difference
     ld = LatentDiffusion(unet, *build_ldm("tiny")[1:], cond_dim=768)
     assert isinstance(ld.proj, torch.nn.Identity) and (ld.cross_dim, ld.cross_dim_1) == (768, 1024)
 

@@ -488,48 +488,6 @@ def normalise_patches(patches, eps: float = 1e-6):
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def state_dict_manifest(model: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
-    """[(key, shape), ...] of the model's state dict, in its order (non-persistent buffers excluded)."""
-    return [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
-
-
-def _first(items, k: int = 5) -> str:
-    items = list(items)
-    shown = ", ".join(items[:k])
-    return shown + (f", ... ({len(items) - k} more)" if len(items) > k else "")
-
-
-def _describe(model: nn.Module) -> str:
-    cfg = getattr(model, "config", None)
-    if cfg is None:
-        return type(model).__name__
-    return (f"AudioMAE(img {cfg.img_size}, encoder {cfg.embed_dim} x {cfg.depth} blocks, "
-            f"decoder {cfg.decoder_embed_dim} x {cfg.decoder_depth} blocks)")
-
-
-def check_state_dict(model: nn.Module, state: dict, source: str = "state dict") -> None:
-    """Strict check: every key present, none extra, every shape equal; BenchError listing what differs."""
-    expected = dict(state_dict_manifest(model))
-    got = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
-    not_tensor = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
-    missing = [k for k in expected if k not in got]
-    unexpected = [k for k in got if k not in expected] + not_tensor
-    mismatched = [f"{k} {got[k]} (model {expected[k]})" for k in expected if k in got and got[k] != expected[k]]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing key(s): {_first(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected key(s): {_first(unexpected)}")
-    if mismatched:
-        problems.append(f"{len(mismatched)} shape mismatch(es): {_first(mismatched, 3)}")
-    if problems:
-        raise BenchError(
-            f"{source} does not fit {_describe(model)}: "
-            + "; ".join(problems)
-            + ". Use the official ViT-B AS-2M pretrained checkpoint (models_mae, decoder_mode=1) or pass its config."
-        )
-
-
 def read_checkpoint(path) -> dict[str, torch.Tensor]:
     """The state dict of an AudioMAE checkpoint: a ``.safetensors`` file, or a torch file holding
     either {'model': state_dict, ...} (the official format; other entries are ignored) or the state
@@ -573,8 +531,8 @@ def load_audiomae(path=None, config: AudioMAEConfig | None = None, device="cpu")
 
     ``path`` None: the weights catalogue's "audiomae" entry (``bench.weights.require``: $BENCH_WEIGHT_AUDIOMAE,
     else $BENCH_WEIGHTS/audiomae_pretrained.pth or its converted .safetensors; its sha256 is checked
-    when the catalogue has one). Every key and shape is checked before loading
-    (``check_state_dict``); tensors are cast to float32.
+    when the catalogue has one). Every key and shape must match (``metrics.networks.strict_load``, no
+    optional keys); tensors are cast to float32.
     """
     if path is None:
         try:
@@ -585,8 +543,10 @@ def load_audiomae(path=None, config: AudioMAEConfig | None = None, device="cpu")
         weights.check(found)
         path = found.load_path
     state = read_checkpoint(path)
+    from metrics.networks import strict_load
+
     model = AudioMAE(config)
-    check_state_dict(model, state, source=str(path))
-    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    floats = {k: v.float() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
+    strict_load(model, floats, "AudioMAE", str(path), optional_suffixes=())
     return model.to(device).eval()
 

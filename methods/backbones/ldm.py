@@ -2,7 +2,7 @@
 
 ``build_ldm("tiny" | "paper" | dict)`` builds (unet, vae, vocoder, scheduler) from configs with random weights;
 ``load_ldm(folder, kind)`` builds them from a diffusers-format folder (unet/, vae/, vocoder/, scheduler/) and loads
-every weight strictly (a BenchError names missing, unexpected and mis-shaped keys). ``LatentDiffusion`` wraps them:
+every weight strictly (``metrics.networks.strict_load``: a BenchError names missing, unexpected and mis-shaped keys). ``LatentDiffusion`` wraps them:
 
 - condition: c (B, N, C) -- the decoded acoustic feature (AudioMAE space, C = 768 in the paper) -- goes to the
   UNet's cross-attention as ``encoder_hidden_states`` (the "LOA" slot, cross_attention_dim index 1), through a
@@ -122,28 +122,6 @@ def _weights_file(sub: Path) -> Path:
                      f"model.safetensors / *.bin; sharded checkpoints are not supported)")
 
 
-def strict_load(module, state: dict, what: str) -> None:
-    """Load ``state`` into ``module`` only if every key and shape matches; else a BenchError listing differences."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or shapes:
-        def show(keys, fmt=str):
-            return ", ".join(fmt(k) for k in keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
-
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing: {show(missing)}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected: {show(unexpected)}")
-        if shapes:
-            parts.append(f"{len(shapes)} with other shapes: " +
-                         show(shapes, lambda k: f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"))
-        raise BenchError(f"{what}: the checkpoint does not match the model strictly; " + "; ".join(parts))
-    module.load_state_dict(state, strict=True)
-
-
 def _load_state(path: Path) -> dict:
     from bench.weights import load_checkpoint_file
 
@@ -162,6 +140,8 @@ def load_ldm(folder, kind: str = "audioldm2"):
     from diffusers import AutoencoderKL, DDIMScheduler
     from diffusers.pipelines.audioldm2.modeling_audioldm2 import AudioLDM2UNet2DConditionModel
 
+    from metrics.networks import strict_load
+
     if kind not in ("audioldm2", "gigaspeech"):
         raise BenchError(f"load_ldm kind must be 'audioldm2' or 'gigaspeech', got {kind!r}")
     root = Path(folder)
@@ -169,9 +149,9 @@ def load_ldm(folder, kind: str = "audioldm2"):
         raise BenchError(f"LDM folder {root} ({kind}) does not exist")
     unet_cfg = _read_json(root / "unet" / "config.json")
     unet = AudioLDM2UNet2DConditionModel.from_config(unet_cfg)
-    strict_load(unet, _load_state(_weights_file(root / "unet")), f"{kind} unet ({root / 'unet'})")
+    strict_load(unet, _load_state(_weights_file(root / "unet")), f"{kind} unet", str(root / "unet"), optional_suffixes=())
     vae = AutoencoderKL.from_config(_read_json(root / "vae" / "config.json"))
-    strict_load(vae, _load_state(_weights_file(root / "vae")), f"{kind} vae ({root / 'vae'})")
+    strict_load(vae, _load_state(_weights_file(root / "vae")), f"{kind} vae", str(root / "vae"), optional_suffixes=())
     vocoder = load_vocoder(root, what=kind)
     sched_path = root / "scheduler" / "scheduler_config.json"
     sched_cfg = _read_json(sched_path) if sched_path.exists() else dict(_SCHEDULER)
@@ -183,10 +163,12 @@ def load_vocoder(folder, what: str = "audioldm2"):
     """SpeechT5HifiGan from ``<folder>/vocoder`` (config.json + weights) of an AudioLDM2 folder, loaded strictly."""
     from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
 
+    from metrics.networks import strict_load
+
     sub = Path(folder) / "vocoder"
     voc_cfg = {k: v for k, v in _read_json(sub / "config.json").items() if not k.startswith("_")}
     vocoder = SpeechT5HifiGan(SpeechT5HifiGanConfig(**voc_cfg))
-    strict_load(vocoder, _load_state(_weights_file(sub)), f"{what} vocoder ({sub})")
+    strict_load(vocoder, _load_state(_weights_file(sub)), f"{what} vocoder", str(sub), optional_suffixes=())
     return vocoder.eval()
 
 
@@ -198,11 +180,6 @@ def save_ldm(folder, unet, vae, vocoder, scheduler) -> Path:
     vocoder.save_pretrained(root / "vocoder")
     scheduler.save_pretrained(root / "scheduler")
     return root
-
-
-def manifest(module) -> dict[str, tuple[int, ...]]:
-    """{key: shape} of a module's state dict (compare layouts without weights)."""
-    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
 
 # ----------------------------------------------------------------------------------------------
