@@ -158,7 +158,10 @@ def ldm_full_size(dev, steps: int = 3, ddim_steps: int = 20) -> dict:
                                             batch_size=b), dev)
     out.update(ddim_steps=ddim_steps, generate_samples_per_s=b / t, generated_shape=list(mel_out.shape),
                generated_finite=bool(np.isfinite(mel_out).all()))
-    wav, t = _timed(lambda: ld.mel_to_audio(torch.from_numpy(mel_out).to(dev), 64000), dev)
+    from bench.vocoder import HifiGan
+
+    hifigan = HifiGan(ld.vocoder, source="random-init", device=str(dev))
+    wav, t = _timed(lambda: hifigan.mel_to_audio(mel_out, 64000), dev)
     out.update(hifigan_samples_per_s=b / t, audio_shape=list(wav.shape))
     if dev.type == "cuda":
         out["peak_gpu_gib"] = torch.cuda.max_memory_allocated(dev) / 2**30

@@ -160,14 +160,13 @@ class _LDMMethod(Method):
         self.stage_ = fit_acoustic_stage(train, config=self._acoustic_config(), device=self.device_,
                                          random_state=random_state, work_dir=work_dir, progress=progress)
         rng = set_seed(self.random_state_ + 1)
-        C = self.stage_.decode(X)  # (n, N_patch, D) decoded on the training fMRI
-        Cgt = self.stage_.c_gt(train)
+        Cgt = self.stage_.c_gt(train)  # (n, N_patch, D)
         mels = vocoder_mels(train)  # (n, 64, T)
         self.mel_shape_ = mels.shape[1:]
         self.n_samples_audio_ = train.clips.audio.shape[1]
         dev = torch.device(self.device_)
         torch.manual_seed(int(rng.integers(2**31)))
-        self.ldm_ = LatentDiffusion(*parts, cond_dim=C.shape[-1], cond_tokens=cond_tokens,
+        self.ldm_ = LatentDiffusion(*parts, cond_dim=Cgt.shape[-1], cond_tokens=cond_tokens,
                                     uncond_prob=self.uncond_prob).to(dev)
         Z = []
         with torch.no_grad():
@@ -190,8 +189,8 @@ class _LDMMethod(Method):
             acoustic.requires_grad_(True)
             modules["acoustic"] = acoustic
             groups.append({"params": list(acoustic.parameters()), "lr": self.acoustic_lr})
-        else:
-            C_t = torch.from_numpy(C).to(dev)
+        else:  # fixed decodings of the training fMRI
+            C_t = torch.from_numpy(self.stage_.decode(X)).to(dev)
         trainable = nn.ModuleDict(modules)
         p_gt = float(self.p_gt)
 
@@ -255,8 +254,6 @@ class _LDMMethod(Method):
         return np.asarray(emb, dtype=np.float32)
 
     def predict(self, test) -> Reconstruction:
-        import torch
-
         from bench.vocoder import get_vocoder
 
         self.check_is_fitted()
@@ -269,17 +266,14 @@ class _LDMMethod(Method):
         mel = self.ldm_.generate(c, frames, steps=self.ddim_steps, guidance_scale=self.guidance_scale,
                                  seed=self.random_state_, batch_size=self.batch_size)
         gen_sps = round(len(c) / max(time.perf_counter() - t0, 1e-9), 3)
-        if self.vocoder == "hifigan":
-            out = []
-            for i in range(0, len(mel), 16):
-                out.append(self.ldm_.mel_to_audio(torch.from_numpy(mel[i : i + 16]).to(self.ldm_.device),
-                                                  self.n_samples_audio_).cpu().numpy())
-            audio = np.concatenate(out).astype(np.float32)
-            voc_info = {"name": "hifigan", "weights": self.ldm_weights_state_}
+        if self.vocoder == "hifigan":  # the LDM's own (frozen) HiFiGAN
+            from bench.vocoder import HifiGan
+
+            vocoder = HifiGan(self.ldm_.vocoder, source=self.ldm_weights_state_, device=self.device_)
         else:
             vocoder = get_vocoder(self.vocoder, n_iter=self.griffin_lim_iters, seed=self.random_state_, device=self.device_)
-            audio = vocoder.mel_to_audio(mel, self.n_samples_audio_)
-            voc_info = vocoder.config()
+        audio = vocoder.mel_to_audio(mel, self.n_samples_audio_)
+        voc_info = vocoder.config()
         features = {"acoustic": c.reshape(len(c), -1).astype(np.float32), "mel": mel.reshape(len(mel), -1)}
         if s is not None:
             features["semantic"] = s

@@ -291,18 +291,6 @@ def _torch_module_class():
                 x = self.vae.decode(z / self.scaling_factor).sample  # (B, 1, T', n_mels)
             return x[:, 0, :frames, :].transpose(1, 2).float()
 
-        def mel_to_audio(self, mel, n_samples: int):
-            """HiFiGAN: (B, n_mels, T) log-mel -> (B, n_samples) waveform (cropped / zero-padded)."""
-            import torch
-            import torch.nn.functional as F
-
-            with torch.no_grad():
-                wav = self.vocoder(mel.transpose(1, 2).to(next(self.vocoder.parameters()).dtype)).float()
-            if wav.ndim == 1:
-                wav = wav[None]
-            wav = wav[:, :n_samples]
-            return F.pad(wav, (0, n_samples - wav.shape[1]))
-
         # -- training ---------------------------------------------------------------------------
         def loss(self, z0, c, c_gt=None, generator=None):
             """Paper eq. 4: ||eps(z_t,t,c) - eps||^2 + ||eps(z_t,t,c_gt) - eps||^2 (mean squared errors)."""
