@@ -165,19 +165,11 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
 
     def render(cols, heading, rows):
         best = best_rows(cols, lambda row, m: summary(row, m)[0], rows)
-        header = ["Model"] + [f"{metric_spec(m).label if ':' not in m else _family_label(m, metric_spec)} {_arrow(metric_spec(m).higher_is_better)}" for m in cols] + ["subjects", "seeds"]
-        out = [f"## {heading}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        header = ["Model"] + _headers(cols, metric_spec) + ["subjects", "seeds"]
+        out = [f"## {heading}", "", *_table_head(header)]
         for row in rows:
-            cells = [row]
-            n_subj = 0
-            for m in cols:
-                mean, sd, n = summary(row, m)
-                n_subj = max(n_subj, n)
-                txt = _fmt(mean) if sd is None or mean is None else f"{_fmt(mean)} ± {_fmt(sd)}"
-                if mean is not None and row in best.get(m, set()) and len(rows) > 1:
-                    txt = f"**{txt}**"
-                cells.append(txt)
-            cells += [str(n_subj or len(table[row])), str(len(n_seeds[row]))]
+            cells, n_subj = _summary_cells(row, cols, summary, best if len(rows) > 1 else {})
+            cells = [row, *cells, str(n_subj or len(table[row])), str(len(n_seeds[row]))]
             out.append("| " + " | ".join(cells) + " |")
         return out
 
@@ -210,23 +202,13 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
             lines.append("")
             lines.append("Reference levels (mean over records): " + "; ".join(notes) + ".")
 
-    reported = spec.get("reported")
-    mirror = spec.get("mirrors")
-    if reported is None and mirror:
-        reported = cat.get(mirror, {}).get("reported")
+    reported, where = _reported(spec, cat, "reported")
     if reported:
-        lines.append("")
-        where = f"on `{mirror}` (real fMRI, not comparable with these simulated numbers)" if spec.get("kind") == "simulated" else "on this dataset"
-        lines.append(f"## Reported in the paper ({reported.get('table', '')}) {where}")
-        lines.append("")
-        header = ["Model (reported)"] + [f"{metric_spec(m).label} {_arrow(metric_spec(m).higher_is_better)}" for m in PAPER_COLUMNS]
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "---|" * len(header))
-        for model, vals in reported["rows"].items():
-            lines.append("| " + " | ".join([f"{model} (reported)"] + [_fmt(vals.get(m)) for m in PAPER_COLUMNS]) + " |")
+        lines += ["", f"## Reported in the paper ({reported.get('table', '')}) {where}", ""]
+        lines += _reported_table(reported, "Model (reported)", metric_spec)
 
     def subject_table(subj, cols, header, rows):
-        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        out = _table_head(header)
         best = best_rows(cols, lambda row, m: subject_mean(row, subj, m), rows)
         for row in rows:
             cells = [row]
@@ -270,7 +252,7 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
         lines.append(f"### {subj}")
         lines.append("")
         cols = paper_cols + extra_cols
-        header = ["Model"] + [f"{metric_spec(m).label if ':' not in m else _family_label(m, metric_spec)} {_arrow(metric_spec(m).higher_is_better)}" for m in cols]
+        header = ["Model"] + _headers(cols, metric_spec)
         for rows, _suffix in row_groups:
             rows = [row for row in rows if subj in table[row]]
             if rows:
@@ -294,31 +276,56 @@ def _conditional_section(conditional, cols, summary, best_rows, metric_spec, spe
         order = sorted(settings, key=lambda k: (k[0], _PROMPT_ORDER.get(k[1], 9), k[1]))
         rows = [settings[k] for k in order]
         best = best_rows(cols, lambda row, m: summary(row, m)[0], rows)
-        header = ["P_gt", "prompt"] + [f"{metric_spec(m).label if ':' not in m else _family_label(m, metric_spec)} {_arrow(metric_spec(m).higher_is_better)}" for m in cols] + ["subjects"]
-        lines += ["", f"## Conditional reconstruction (the paper's Table 3): {base}", "",
-                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        header = ["P_gt", "prompt"] + _headers(cols, metric_spec) + ["subjects"]
+        lines += ["", f"## Conditional reconstruction (the paper's Table 3): {base}", "", *_table_head(header)]
         for (p_gt, prompt), row in zip(order, rows):
-            cells = [f"{p_gt:g}", prompt]
-            n_subj = 0
-            for m in cols:
-                mean, sd, n = summary(row, m)
-                n_subj = max(n_subj, n)
-                txt = _fmt(mean) if sd is None or mean is None else f"{_fmt(mean)} ± {_fmt(sd)}"
-                if mean is not None and row in best.get(m, set()):
-                    txt = f"**{txt}**"
-                cells.append(txt)
-            lines.append("| " + " | ".join(cells + [str(n_subj)]) + " |")
+            cells, n_subj = _summary_cells(row, cols, summary, best)
+            lines.append("| " + " | ".join([f"{p_gt:g}", prompt, *cells, str(n_subj)]) + " |")
     if not lines:
         return lines
-    mirror = spec.get("mirrors")
-    reported = spec.get("reported_conditional") or (cat.get(mirror, {}).get("reported_conditional") if mirror else None)
+    reported, where = _reported(spec, cat, "reported_conditional")
     if reported:
-        where = f"on `{mirror}` (real fMRI, not comparable with these simulated numbers)" if spec.get("kind") == "simulated" else "on this dataset"
-        header = ["Setting (reported)"] + [f"{metric_spec(m).label} {_arrow(metric_spec(m).higher_is_better)}" for m in PAPER_COLUMNS]
-        lines += ["", f"Reported in the paper ({reported.get('table', '')}, C2F-LDM) {where}:", "",
-                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for setting, vals in reported["rows"].items():
-            lines.append("| " + " | ".join([f"{setting} (reported)"] + [_fmt(vals.get(m)) for m in PAPER_COLUMNS]) + " |")
+        lines += ["", f"Reported in the paper ({reported.get('table', '')}, C2F-LDM) {where}:", ""]
+        lines += _reported_table(reported, "Setting (reported)", metric_spec)
+    return lines
+
+
+def _headers(cols, metric_spec) -> list[str]:
+    """Column titles with direction arrows ("PCC ↑"); families such as probe:mel read "Probe acc (mel) ↑"."""
+    return [f"{metric_spec(m).label if ':' not in m else _family_label(m, metric_spec)} "
+            f"{_arrow(metric_spec(m).higher_is_better)}" for m in cols]
+
+
+def _table_head(header: list[str]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+
+def _summary_cells(row, cols, summary, best) -> tuple[list[str], int]:
+    """"mean ± SD" per metric (bold where ``row`` is in ``best[metric]``) and the number of subjects."""
+    cells, n_subj = [], 0
+    for m in cols:
+        mean, sd, n = summary(row, m)
+        n_subj = max(n_subj, n)
+        txt = _fmt(mean) if sd is None or mean is None else f"{_fmt(mean)} ± {_fmt(sd)}"
+        if mean is not None and row in best.get(m, set()):
+            txt = f"**{txt}**"
+        cells.append(txt)
+    return cells, n_subj
+
+
+def _reported(spec: dict, cat: dict, key: str) -> tuple[dict | None, str]:
+    """The paper's numbers under ``key`` for this dataset (or the real dataset it mirrors), and where from."""
+    mirror = spec.get("mirrors")
+    reported = spec.get(key) or (cat.get(mirror, {}).get(key) if mirror else None)
+    where = (f"on `{mirror}` (real fMRI, not comparable with these simulated numbers)"
+             if spec.get("kind") == "simulated" else "on this dataset")
+    return reported, where
+
+
+def _reported_table(reported: dict, first: str, metric_spec) -> list[str]:
+    lines = _table_head([first] + [f"{metric_spec(m).label} {_arrow(metric_spec(m).higher_is_better)}" for m in PAPER_COLUMNS])
+    for name, vals in reported["rows"].items():
+        lines.append("| " + " | ".join([f"{name} (reported)"] + [_fmt(vals.get(m)) for m in PAPER_COLUMNS]) + " |")
     return lines
 
 
