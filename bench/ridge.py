@@ -601,9 +601,9 @@ class RidgeGCV:
         ones = torch.zeros(n, dtype=torch.float64, device=dev)
         for r0, r1 in _row_chunks(n, rows):
             Ur = U[r0:r1]
-            _addmm_(B, Ur.T.contiguous(), _block(Yt, r0, r1, dev, dt))
+            _addmm_(B, Ur.T, _block(Yt, r0, r1, dev, dt))
             ones += _col_sum64(Ur)
-        B -= (ones[:, None] * y_mean[None, :]).to(dt)  # U^T (Y - 1 ybar^T), Y never copied
+        B.addr_(ones.to(dt), y_mean.to(dt), alpha=-1.0)  # U^T (Y - 1 ybar^T), Y never copied
         stage("zty")
         a = torch.as_tensor(alphas, dtype=torch.float64, device=dev)
         D = 1.0 / (lam[None, :] + a[:, None])  # (n_alphas, n)
@@ -749,10 +749,11 @@ class SelectiveRidge:
         # Centre in float64 (no cancellation issue at float64 for data means up to ~1e6 x std).
         C -= n * x_mean[:, None] * y_mean[None, :]
         x_m2 = (x_sq - n * x_mean.square()).clamp_min_(0.0)
+        x_var = x_m2 / n
 
         # Pearson correlation from the same statistics (the n-1 factors cancel).
         corr = C / (x_m2.sqrt()[:, None] * y_m2.sqrt()[None, :])
-        corr[(x_m2 / n) < _FASTL2LIR_VAR_FLOOR] = 0.0
+        corr[x_var < _FASTL2LIR_VAR_FLOOR] = 0.0
         corr[:, y_m2 == 0] = 0.0
         corr = corr.abs_().nan_to_num_(0.0)
         stage("corr")
@@ -770,7 +771,6 @@ class SelectiveRidge:
         # Where every selected voxel's mean is within one standard deviation of 0 (z-scored data), the
         # uncentred Gram minus n mu mu^T loses at most a factor 2 in relative precision and needs no
         # centred copy of X; raw voxels with large means are centred first.
-        x_var = x_m2 / n
         near_zero_mean = bool((x_mean[union].square() <= x_var[union]).all())
         G = torch.zeros(len(union), len(union), dtype=dt, device=dev)
         view_only = near_zero_mean and full and Xt.dtype == dt and _on_cpu(Xt, dev)

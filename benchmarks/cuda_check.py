@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-FASTL2LIR_PATH = ""  # set from --fastl2lir-path
 
 
 def _sync(dev):
@@ -79,7 +78,7 @@ def ridge_gcv(scale: float, dev) -> dict:
     return out
 
 
-def selective_ridge(scale: float, dev) -> dict:
+def selective_ridge(scale: float, dev, fastl2lir_path: str = "") -> dict:
     import torch
 
     from bench.ridge import SelectiveRidge
@@ -93,7 +92,7 @@ def selective_ridge(scale: float, dev) -> dict:
     SelectiveRidge(alpha=100.0, n_feat=n_feat, device=dev).fit(X[:500], Y[:500, :8])  # warm-up
     model, t = _timed(lambda: SelectiveRidge(alpha=100.0, n_feat=n_feat, device=dev).fit(X, Y), dev)
     out.update(device_fit_s=t, stages=dict(model.timings_))
-    # fastl2lir runs in a child process: it breaks on numpy >= 2.4, so ``--fastl2lir-path`` can put an older
+    # fastl2lir runs in a child process: it breaks on numpy >= 2.4, so ``fastl2lir_path`` can put an older
     # numpy first on that child's path without touching this process.
     import os
     import subprocess
@@ -108,8 +107,8 @@ def selective_ridge(scale: float, dev) -> dict:
                 "np.save(sys.argv[1] + '/W.npy', np.asarray(m.W)); np.save(sys.argv[1] + '/b.npy', np.asarray(m.b)); "
                 "print(t, np.__version__)")
         env = dict(os.environ)
-        if FASTL2LIR_PATH:
-            env["PYTHONPATH"] = FASTL2LIR_PATH + os.pathsep + env.get("PYTHONPATH", "")
+        if fastl2lir_path:
+            env["PYTHONPATH"] = fastl2lir_path + os.pathsep + env.get("PYTHONPATH", "")
         proc = subprocess.run([sys.executable, "-c", code, tmp], capture_output=True, text=True, env=env)
         if proc.returncode:
             out["fastl2lir"] = "failed: " + proc.stderr.strip().splitlines()[-1]
@@ -178,15 +177,13 @@ def main() -> int:
     ap.add_argument("--skip", default="", help="comma-separated sections to skip: ridge,selective,ldm")
     ap.add_argument("--fastl2lir-path", default="", help="extra PYTHONPATH for the fastl2lir child (e.g. numpy < 2.4)")
     args = ap.parse_args()
-    global FASTL2LIR_PATH
-    FASTL2LIR_PATH = args.fastl2lir_path
     dev = torch.device(args.device)
     report = {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
               "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor(),
               "cpu_threads": torch.get_num_threads(), "scale": args.scale}
     skip = set(filter(None, args.skip.split(",")))
     sections = [("ridge_gcv", "ridge", lambda: ridge_gcv(args.scale, dev)),
-                ("selective_ridge", "selective", lambda: selective_ridge(args.scale, dev)),
+                ("selective_ridge", "selective", lambda: selective_ridge(args.scale, dev, args.fastl2lir_path)),
                 ("ldm_full_size", "ldm", lambda: ldm_full_size(dev))]
     for key, short, fn in sections:
         if short in skip:

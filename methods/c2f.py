@@ -236,26 +236,28 @@ def n_patch_for(split, mae_config) -> int:
 
 @dataclass
 class AcousticConfig:
-    backbone: str = "pretrained"
-    semantic_alpha: float = 100.0
-    semantic_n_feat: int = 500
-    n_token_voxels: int = N_TOKEN_VOXELS
-    d_model: int = 768
-    n_heads: int = 12
-    n_enc_layers: int = 4
-    n_dec_layers: int = 4
-    dropout: float = 0.1
-    use_semantic: bool = True
-    p_gt: float = 0.25
-    lr: float = 1e-6
-    weight_decay: float = 1e-2
-    batch_size: int = 8
-    epochs: int = 30
-    grad_accum: int = 1
-    patience: int = 0
-    validation_fraction: float = 0.1
-    perceptual_weight: float = 1.0
-    mel_weight: float = 1.0
+    """The acoustic stage's settings: C2FDecoder's parameters of the same names (its profiles hold the values)."""
+
+    backbone: str
+    semantic_alpha: float
+    semantic_n_feat: int
+    n_token_voxels: int
+    d_model: int
+    n_heads: int
+    n_enc_layers: int
+    n_dec_layers: int
+    dropout: float
+    use_semantic: bool
+    p_gt: float
+    lr: float
+    weight_decay: float
+    batch_size: int
+    epochs: int
+    grad_accum: int
+    patience: int
+    validation_fraction: float
+    perceptual_weight: float
+    mel_weight: float
     finetune_audiomae_decoder: bool = True
 
 
@@ -316,13 +318,19 @@ class AcousticStage:
         """D^Aco's inputs on ``split``, for training it further (the LDM methods' joint phase):
         (fMRI token (n, n_token_voxels), decoded s (n, 512) or None, s_gt (n, 512) or None), all float32 and
         z-scored with the training statistics, as ``decode`` feeds them. s is None without a semantic token."""
-        Xz = self._xz(split.fmri)
-        tok = fmri_token(Xz, self.voxels_, self.config.n_token_voxels)
-        if not self.config.use_semantic:
+        tok, s_dec = self._inputs(split.fmri)
+        if s_dec is None:
             return tok, None, None
-        s_dec = self.ridge_.predict(Xz).astype(np.float32)
         s_gt = ((self.semantic(split) - self.s_mean_) / self.s_scale_).astype(np.float32)
         return tok, s_dec, s_gt
+
+    def _inputs(self, fmri, decode_semantic: bool = True):
+        """(fMRI token (n, n_token_voxels), decoded s z-scored (n, 512); None without a semantic token or when
+        not ``decode_semantic``)."""
+        Xz = self._xz(fmri)
+        tok = fmri_token(Xz, self.voxels_, self.config.n_token_voxels)
+        s_z = self.ridge_.predict(Xz).astype(np.float32) if self.config.use_semantic and decode_semantic else None
+        return tok, s_z
 
     @property
     def acoustic(self):
@@ -334,11 +342,9 @@ class AcousticStage:
         to decode it from ``fmri`` (ignored when the decoder has no semantic token)."""
         import torch
 
-        Xz = self._xz(fmri)
-        tok = fmri_token(Xz, self.voxels_, self.config.n_token_voxels)
-        s = None
-        if self.config.use_semantic:
-            s = self.decode_semantic(fmri) if semantic is None else np.asarray(semantic, dtype=np.float32)
+        tok, s = self._inputs(fmri, decode_semantic=semantic is None)
+        if self.config.use_semantic and semantic is not None:
+            s = np.asarray(semantic, dtype=np.float32)
             if s.shape != (len(tok), SEMANTIC_DIM):
                 raise BenchError(f"semantic must be ({len(tok)}, {SEMANTIC_DIM}), got shape {s.shape}")
             s = (s - self.s_mean_) / self.s_scale_
