@@ -1,4 +1,4 @@
-"""Prepared data: the on-disk format every dataset is turned into, and ``load_split`` to read it.
+"""Prepared data: the on-disk format every dataset is turned into, and its readers (``bench.datasets.load_split`` reads a split by dataset name).
 
 Layout under the data root (``$BENCH_DATA``, default a user cache folder)::
 
@@ -278,24 +278,6 @@ def read_split(folder: Path, subject: str, split: str, clips: ClipTable | None =
         clips=clips if clips is not None else read_clips(folder),
         info={"settings": manifest.get("settings", {}), **manifest["subjects"][subject]},
     )
-
-
-def load_split(
-    name: str,
-    subject: str,
-    split: str,
-    data_root: str | os.PathLike | None = None,
-    scale: str = "default",
-) -> Split:
-    """Load one subject's split of a prepared dataset.
-
-    Simulated datasets are generated (deterministically) on first use; real ones must have been
-    prepared with ``bench data prepare``. Returns a :class:`Split` with ``fmri`` (n, V) float32,
-    ``audio`` (n, samples) float32 at 16 kHz, ``stim_id``, ``onset_s``, ``label`` and ``subject``.
-    """
-    from bench.datasets import get_dataset
-
-    return get_dataset(name).load_split(subject, split, data_root=data_root, scale=scale)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -211,3 +211,19 @@ def resolve_datasets(spec: str, root=None) -> list[str]:
     if not names:
         raise BenchError(f"no dataset selected by {spec!r}; `bench data ls` lists them")
     return names
+
+
+def load_split(
+    name: str,
+    subject: str,
+    split: str,
+    data_root: str | os.PathLike | None = None,
+    scale: str = "default",
+) -> Split:
+    """Load one subject's split of a prepared dataset.
+
+    Simulated datasets are generated (deterministically) on first use; real ones must have been
+    prepared with ``bench data prepare``. Returns a :class:`Split` with ``fmri`` (n, V) float32,
+    ``audio`` (n, samples) float32 at 16 kHz, ``stim_id``, ``onset_s``, ``label`` and ``subject``.
+    """
+    return get_dataset(name).load_split(subject, split, data_root=data_root, scale=scale)

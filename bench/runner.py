@@ -147,7 +147,7 @@ def run_cell(
     from bench.datasets import get_dataset
     from bench.provenance import git_info, machine_info, package_versions
     from methods import get_method
-    from methods.base import resolve_device
+    from bench.device import resolve_device
     from metrics import METRICS, EvalContext, MetricResult
 
     device = resolve_device(device)

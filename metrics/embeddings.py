@@ -8,7 +8,7 @@ Networks (``KINDS``) and their per-clip outputs:
 
 ``prepare_for_embedding`` is audioldm_eval's preparation (first channel, mean removed, 16 kHz, zero-padded to 2 s).
 CLAP gets the clip resampled to 48 kHz without mean removal or padding (laion_clap's own conventions; see
-:mod:`metrics.networks.clap`).
+:mod:`bench.networks.clap`).
 
 Caches:
 
@@ -35,121 +35,16 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import BenchError, UnavailableError
+from bench.errors import BenchError
+from bench.networks.cache import Network
 
 PREP_VERSION = 1
-KINDS = ("panns", "vggish", "clap")
-LABELS = {"panns": "PANNs Cnn14 (16 kHz)", "vggish": "VGGish", "clap": "LAION CLAP"}
-DEFAULT_WEIGHTS = {"panns": "panns-cnn14-16k", "vggish": "vggish", "clap": "clap-630k-audioset"}
-CLAP_ENV = "BENCH_CLAP_WEIGHTS"
 BATCH = {"panns": 16, "vggish": 16, "clap": 8}
 
 
-def weights_name(kind: str) -> str:
-    """Catalogue entry a network loads: fixed for PANNs and VGGish; ``$BENCH_CLAP_WEIGHTS`` or the default for CLAP."""
-    from bench import weights as W
-
-    if kind not in KINDS:
-        raise BenchError(f"unknown network {kind!r}; known: {', '.join(KINDS)}")
-    if kind == "clap" and os.environ.get(CLAP_ENV):
-        name = os.environ[CLAP_ENV].strip()
-        spec = W.get_spec(name)
-        if not spec.name.startswith("clap"):
-            raise BenchError(f"${CLAP_ENV}={name} is not a CLAP entry; choose one of "
-                             f"{', '.join(s.name for s in W.CATALOGUE if s.name.startswith('clap'))}")
-        return name
-    return DEFAULT_WEIGHTS[kind]
-
-
-@dataclass
-class Network:
-    """A loaded network. key: identifies its outputs (network, weights sha256, preparation version)."""
-
-    kind: str
-    weights: str
-    sha256: str
-    verified: bool
-    model: Any
-    device: str
-    source: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.kind}-{self.sha256[:16]}-p{PREP_VERSION}"
-
-    def info(self) -> dict:
-        """What a MetricResult's ``extra`` records about the weights."""
-        return {"weights": self.weights, "weights_sha256": self.sha256[:16], "weights_verified": self.verified}
-
-
-_LOADED: dict[tuple, Network] = {}
-_MAX_LOADED = 3
-
-
-def clear_loaded() -> None:
-    """Forget loaded networks (tests, benchmarks)."""
-    _LOADED.clear()
-
-
-def resolve_device(device: str | None) -> str:
-    if device in (None, "", "auto"):
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)
-
-
-def load_network(kind: str, what: str | None = None, device: str | None = "cpu") -> Network:
-    """The network with its weights, loaded once per process.
-
-    Raises UnavailableError (weights missing, or transformers missing for CLAP) with a one-line reason naming the
-    file and the place; BenchError for a hash mismatch or a file that does not match the network.
-    """
-    from bench import weights as W
-
-    what = what or LABELS[kind]
-    if kind == "clap":
-        import importlib.util
-
-        if importlib.util.find_spec("transformers") is None or importlib.util.find_spec("safetensors") is None:
-            raise UnavailableError(f"{what} needs the transformers and safetensors packages: pip install 'transformers>=4.31' safetensors")
-    name = weights_name(kind)
-    spec = W.get_spec(name)
-    found = W.find(spec)
-    if found is None:
-        reason = W.missing_reason(spec, what)
-        if kind == "clap":
-            reason += f"; or set {CLAP_ENV}=clap-htsat-unfused to use the Hugging Face folder"
-        raise UnavailableError(reason)
-    state = W.check(found)
-    arch = W.test_arch(name)
-    device = resolve_device(device)
-    cache_key = (kind, name, str(found.load_path), state.sha256, device, repr(arch))
-    if cache_key in _LOADED:
-        return _LOADED[cache_key]
-    if kind == "panns":
-        from metrics.networks.panns import load_cnn14
-
-        model = load_cnn14(found.load_path, device=device, arch=arch)
-    elif kind == "vggish":
-        from metrics.networks.vggish import load_vggish
-
-        model = load_vggish(found.load_path, device=device, arch=arch)
-    else:
-        from metrics.networks.clap import load_clap
-
-        tok = None
-        for cand in ("roberta-base", "clap-htsat-unfused", "clap-larger-general"):
-            f = W.find(cand)
-            if f is not None:
-                tok = f.path
-                break
-        model = load_clap(found.load_path, device=device, tokenizer_source=tok)
-    net = Network(kind, name, state.sha256, bool(state.ok), model, device, str(found.load_path))
-    while len(_LOADED) >= _MAX_LOADED:
-        _LOADED.pop(next(iter(_LOADED)))
-    _LOADED[cache_key] = net
-    return net
+def feature_key(net: Network) -> str:
+    """Identifies a network's outputs in the caches: network, weights sha256 and preparation version."""
+    return f"{net.key}-p{PREP_VERSION}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -171,7 +66,7 @@ def embed_audio(net: Network, audio: np.ndarray, sr: int = 16_000, batch_size: i
         for start in range(0, audio.shape[0], bs):
             chunk = audio[start : start + bs]
             if net.kind == "clap":
-                from metrics.networks.clap import prepare_waveform
+                from bench.networks.clap import prepare_waveform
 
                 emb = net.model.audio_embeddings(prepare_waveform(chunk, sr), batch_size=bs)
                 outs.setdefault("embedding", []).append(emb)
@@ -209,7 +104,7 @@ def _clip_hash(clips: np.ndarray) -> str:
 def feature_path(split, net: Network, clips: np.ndarray, root=None) -> Path:
     from bench.data import data_root
 
-    return data_root(root) / "features" / split.dataset / split.version / net.key / f"clips-{_clip_hash(clips)}.npz"
+    return data_root(root) / "features" / split.dataset / split.version / feature_key(net) / f"clips-{_clip_hash(clips)}.npz"
 
 
 def _meta(split, net: Network) -> dict:
@@ -268,13 +163,13 @@ def record_embeddings(audio: np.ndarray, net: Network, path: str | os.PathLike |
     stored = _read_npz(Path(path)) if path is not None else None
     prefix = f"{net.kind}__"
     if stored is not None:
-        if str(stored.get(prefix + "key", "")) == net.key and str(stored.get(prefix + "audio_sha256", "")) == digest:
+        if str(stored.get(prefix + "key", "")) == feature_key(net) and str(stored.get(prefix + "audio_sha256", "")) == digest:
             return {k[len(prefix):]: v for k, v in stored.items() if k.startswith(prefix) and k[len(prefix):] not in ("key", "audio_sha256")}
     data = embed_audio(net, audio, batch_size=batch_size)
     if path is not None:
         keep = {k: v for k, v in (stored or {}).items() if not k.startswith(prefix)}
         keep.update({prefix + k: v for k, v in data.items()})
-        keep[prefix + "key"] = np.array(net.key)
+        keep[prefix + "key"] = np.array(feature_key(net))
         keep[prefix + "audio_sha256"] = np.array(digest)
         write_npz(Path(path), **keep)
     return data
@@ -290,6 +185,8 @@ def record_embeddings_path(record_path: str | os.PathLike) -> Path:
 
 
 def context_device(ctx) -> str:
+    from bench.device import resolve_device
+
     return resolve_device(getattr(ctx, "device", None) or "cpu")
 
 
@@ -302,4 +199,4 @@ def pair(ctx, net: Network) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray
         rec = record_embeddings(ctx.rec.audio, net, getattr(ctx, "embeddings_path", None), batch_size=bs)
         return ref, rec
 
-    return ctx.cached(f"embeddings:{net.key}", compute)
+    return ctx.cached(f"embeddings:{feature_key(net)}", compute)

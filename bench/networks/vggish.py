@@ -27,7 +27,7 @@ import torch.nn as nn
 from bench.errors import BenchError
 
 NAME = "VGGish"
-SAMPLE_RATE = 16_000
+from bench import SAMPLE_RATE
 WINDOW = 400  # 25 ms
 HOP = 160  # 10 ms
 N_FFT = 512  # 2 ** ceil(log2(400))
@@ -134,8 +134,8 @@ class VGGish(nn.Module):
 
 def load_vggish(path, *, device: str = "cpu", arch: dict | None = None) -> VGGish:
     """VGGish (``FULL`` unless ``arch``) with the weights of ``path``, strictly checked."""
-    from bench.weights import load_checkpoint_file
-    from metrics.networks import strict_load
+    from bench.networks.weights import load_checkpoint_file
+    from bench.networks.checkpoints import strict_load
 
     sd = load_checkpoint_file(path)
     if not isinstance(sd, dict):
