@@ -86,6 +86,7 @@ def run(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     scale: str = typer.Option("default", "--scale", help="Simulated datasets only: default or paper sizes."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Recompute cells that already have records."),
+    reuse_stale: bool = typer.Option(False, "--reuse-stale", help="Keep records computed by other code (marked stale) instead of recomputing them."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a method parameter: KEY=VALUE (YAML value)."),
     grid: Optional[List[str]] = typer.Option(None, "--grid", help="Run every value of a parameter: KEY=V1,V2 (repeatable; e.g. --grid lr=1e-4,3e-4)."),
     prompt: Optional[str] = typer.Option(None, "--prompt", help="LDM methods: none, text or audio; a comma list runs each (the paper's Table 3 columns)."),
@@ -121,8 +122,9 @@ def run(
     from tqdm.auto import tqdm
 
     summary = run_cells(cells, runs=rdir, data_root=data_root, device=device, overwrite=overwrite,
-                        error_score=error_score, progress=sys.stderr.isatty(), echo=_echo_line)
-    typer.echo(f"{summary.count('done')} done, {summary.count('skipped')} skipped, {summary.count('failed')} failed; records in {rdir}")
+                        error_score=error_score, progress=sys.stderr.isatty(), echo=_echo_line, reuse_stale=reuse_stale)
+    stale = f", {summary.count('stale')} stale (kept)" if summary.count("stale") else ""
+    typer.echo(f"{summary.count('done')} done, {summary.count('skipped')} skipped{stale}, {summary.count('failed')} failed; records in {rdir}")
     if leaderboard:
         _write_leaderboards(rdir, out)
     if summary.count("failed"):

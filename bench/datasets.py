@@ -150,6 +150,8 @@ class Dataset:
         folder = self.ensure_prepared(data_root, scale)
         out = read_split(folder, str(subject), split, clips=_clips_cached(str(folder)))
         out.info["probe_groups"] = self.spec.get("probe_groups", "stim_id")
+        if self.spec.get("text_prompts") is not None:  # what prompt='text' methods read: not the catalogue itself
+            out.info["text_prompts"] = self.spec["text_prompts"]
         return out
 
     def prepared_subjects(self, root=None, scale: str = "default") -> list[str]:

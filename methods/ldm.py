@@ -68,11 +68,10 @@ def _batch_seed(seed: int, idx) -> int:
     return int.from_bytes(h.digest()[:8], "little") & (2**63 - 1)
 
 
-def _text_prompts(dataset: str, labels) -> list[str]:
-    from bench.datasets import catalogue
-
-    entry = catalogue().get("datasets", {}).get(dataset, {})
-    spec = entry.get("text_prompts")
+def _text_prompts(test, labels) -> list[str]:
+    """The text prompt of each label, from the split's ``text_prompts`` (the dataset's catalogue entry)."""
+    dataset = test.dataset
+    spec = test.info.get("text_prompts")
     if spec is None:
         raise BenchError(f"prompt='text' needs `text_prompts` for dataset {dataset} in datasets.yaml; it has none")
     out = []
@@ -236,13 +235,12 @@ class _LDMMethod(Method):
         clap = st.backbones.clap
         try:
             if self.prompt == "text":
-                emb = clap.text_embeddings(_text_prompts(test.dataset, test.label))
+                emb = clap.text_embeddings(_text_prompts(test, test.label))
             else:
-                from bench.datasets import get_dataset
                 from bench.networks.clap import prepare_waveform
 
                 try:
-                    prompt = get_dataset(test.dataset).load_split(test.subject, "prompt", scale=test.info.get("scale", "default"))
+                    prompt = test.sibling("prompt")  # same prepared folder (data root, scale) as the test split
                 except (BenchError, FileNotFoundError, KeyError) as exc:
                     raise BenchError(f"prompt='audio' needs the dataset's prompt split ({exc})") from None
                 audio = np.asarray(prompt.clips.audio[prompt.unique_clips()], dtype=np.float32)

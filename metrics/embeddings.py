@@ -6,8 +6,9 @@ Networks (``KINDS``) and their per-clip outputs:
     vggish  patches (sum of P_i, 128) and n_patches (n,) per clip                input: prepare_for_embedding (16 kHz)
     clap    embedding (n, 512), L2-normalised                                    input: resampled to 48 kHz
 
-``prepare_for_embedding`` is audioldm_eval's preparation (first channel, mean removed, 16 kHz, zero-padded to 2 s).
-CLAP gets the clip resampled to 48 kHz without mean removal or padding (laion_clap's own conventions; see
+Inputs follow audioldm_eval 0.0.3 path by path: PANNs gets ``prepare_for_embedding`` (its PANNs path: first channel,
+mean removed, 16 kHz, zero-padded to 2 s); VGGish gets the clip resampled to 16 kHz and nothing else (its FAD path:
+no mean removal, no padding; a clip shorter than one 0.96-s patch is an error naming it). CLAP gets the clip resampled to 48 kHz without mean removal or padding (laion_clap's own conventions; see
 :mod:`bench.networks.clap`).
 
 Caches:
@@ -38,7 +39,7 @@ import numpy as np
 from bench.errors import BenchError
 from bench.networks.cache import Network
 
-PREP_VERSION = 1
+PREP_VERSION = 2  # 2: VGGish input without mean removal and padding (audioldm_eval's FAD path)
 BATCH = {"panns": 16, "vggish": 16, "clap": 8}
 
 
@@ -71,16 +72,33 @@ def embed_audio(net: Network, audio: np.ndarray, sr: int = 16_000, batch_size: i
                 emb = net.model.audio_embeddings(prepare_waveform(chunk, sr), batch_size=bs)
                 outs.setdefault("embedding", []).append(emb)
                 continue
-            x = torch.from_numpy(prepare_for_embedding(chunk, sr)).to(net.device)
             if net.kind == "panns":
+                x = torch.from_numpy(prepare_for_embedding(chunk, sr)).to(net.device)
                 o = net.model(x)
                 outs.setdefault("embedding", []).append(o["embedding"].float().cpu().numpy())
                 outs.setdefault("logits", []).append(o["logits"].float().cpu().numpy())
             else:
+                x = torch.from_numpy(vggish_input(chunk, sr, start)).to(net.device)
                 e = net.model.embed(x).float().cpu().numpy()  # (b, P, D)
                 outs.setdefault("patches", []).append(e.reshape(-1, e.shape[-1]))
                 outs.setdefault("n_patches", []).append(np.full(e.shape[0], e.shape[1], dtype=np.int64))
     return {k: np.concatenate(v).astype(np.int64 if k == "n_patches" else np.float32) for k, v in outs.items()}
+
+
+def vggish_input(audio: np.ndarray, sr: int, first_row: int = 0) -> np.ndarray:
+    """audioldm_eval's FAD input: (n, samples) at ``sr`` -> (n, L) float32 at 16 kHz, resampled and nothing else.
+
+    A clip shorter than one VGGish patch (0.96 s: 15,360 samples at 16 kHz + the 240-sample frame overhang) would give
+    no embedding: BenchError naming its row (``first_row`` + its index in ``audio``).
+    """
+    from bench.audio import resample
+
+    x = resample(np.asarray(audio, dtype=np.float32), sr, 16_000)
+    min_len = 400 + 95 * 160  # 96 frames of 400 samples every 160
+    if x.shape[-1] < min_len:
+        raise BenchError(f"FAD: clip {first_row} is {x.shape[-1] / 16000:.3f} s long, shorter than one 0.96-s VGGish patch "
+                         f"({min_len} samples at 16 kHz); FAD cannot score clips this short")
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 def _select(data: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -104,6 +122,8 @@ def _clip_hash(clips: np.ndarray) -> str:
 def feature_path(split, net: Network, clips: np.ndarray, root=None) -> Path:
     from bench.data import data_root
 
+    if root is None and getattr(split, "folder", None) is not None:
+        root = Path(split.folder).parent.parent  # the data root the split was read from
     return data_root(root) / "features" / split.dataset / split.version / feature_key(net) / f"clips-{_clip_hash(clips)}.npz"
 
 
