@@ -69,6 +69,9 @@ def _parse_grid(pairs: list[str] | None) -> dict:
     return out
 
 
+REFERENCE_METHODS = ("oracle", "chance")
+
+
 def _parse_seeds(spec: str) -> list[int]:
     try:
         return [int(s) for s in spec.split(",") if s.strip()]
@@ -95,6 +98,7 @@ def run(
     runs: Optional[Path] = RunsDir,
     data_root: Optional[Path] = DataRoot,
     leaderboard: bool = typer.Option(True, "--leaderboard/--no-leaderboard", help="Rewrite leaderboards afterwards."),
+    references: bool = typer.Option(True, "--references/--no-references", help="Also score the reference rows (oracle: ground truth through the vocoder; chance: shuffled stimuli) of each dataset, subject and seed."),
     out: Path = typer.Option(Path("leaderboards"), "--out", help="Leaderboard folder."),
 ):
     """Train, predict, score and record every (method, dataset, subject, seed) cell; finished cells are skipped."""
@@ -116,8 +120,12 @@ def run(
         if key in grid_values:
             raise BenchError(f"--{key.replace('_', '-')} and --grid {key}=... both given; use one")
         grid_values.update(_parse_grid([f"{key}={spec}"]))
-    cells = plan_cells(methods, datasets, subj, _parse_seeds(seeds), profile, scale, _parse_sets(set_), data_root,
+    seed_list = _parse_seeds(seeds)
+    cells = plan_cells(methods, datasets, subj, seed_list, profile, scale, _parse_sets(set_), data_root,
                        grid=grid_values)
+    if references:  # the same reference cells for every method run: computed once, then skipped
+        refs = [m for m in REFERENCE_METHODS if m not in methods]
+        cells = plan_cells(refs, datasets, subj, seed_list, profile, scale, {}, data_root) + cells if refs else cells
     rdir = runs_dir(runs)
     from tqdm.auto import tqdm
 
@@ -148,6 +156,37 @@ def _write_leaderboards(rdir: Path, out: Path) -> None:
         raise BenchError(f"no run records under {rdir}; run `bench run` first")
     for path in write_leaderboards(records, out):
         typer.echo(f"wrote {path}")
+
+
+@app.command()
+def score(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset whose test split the reconstructions are of."),
+    subject: str = typer.Option(..., "--subject", help="Subject whose test split the reconstructions are of."),
+    input_: Path = typer.Option(..., "--input", help="A folder of <sample_id>.wav files or an .npz with audio and stim_id."),
+    name: str = typer.Option(..., "--name", help="Row name for these reconstructions on the leaderboard."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (for the embedding networks)."),
+    scale: str = typer.Option("default", "--scale", help="Simulated datasets only: default or paper sizes."),
+    runs: Optional[Path] = RunsDir,
+    data_root: Optional[Path] = DataRoot,
+    leaderboard: bool = typer.Option(True, "--leaderboard/--no-leaderboard", help="Rewrite leaderboards afterwards."),
+    out: Path = typer.Option(Path("leaderboards"), "--out", help="Leaderboard folder."),
+):
+    """Score reconstructions made by any other code (one 16-kHz WAV per test sample) into a run record."""
+    from bench.runner import runs_dir
+    from bench.score import score_external
+
+    rdir = runs_dir(runs)
+    path, record = score_external(dataset, subject, input_, name, runs=rdir, data_root=data_root, device=device, scale=scale)
+    m = record["metrics"]
+    shown = ", ".join(f"{k}={_fmt_value(m[k]['value'])}" for k in ("pcc", "psnr") if m.get(k, {}).get("status") == "ok")
+    typer.echo(f"scored {name} on {dataset} sub-{subject}: {shown}; record {path}")
+    if leaderboard:
+        _write_leaderboards(rdir, out)
+
+
+def _fmt_value(v) -> str:
+    """A record's metric value for a progress line: numbers to 3 decimals, "nan"/"inf" as stored."""
+    return f"{v:.3f}" if isinstance(v, (int, float)) else str(v)
 
 
 @app.command("leaderboard")

@@ -154,6 +154,14 @@ class Split:
     def label(self) -> np.ndarray:
         return self.clips.label[self.clip_index]
 
+    @property
+    def sample_id(self) -> np.ndarray:
+        """(n,) str: the stimulus id, or ``<stim_id>@<onset in s>`` where a stimulus has several windows in the split
+        (what external reconstructions are named by: ``bench score``)."""
+        stim = np.asarray(self.stim_id).astype(str)
+        clips_per_stim = {s: len(np.unique(self.clip_index[stim == s])) for s in np.unique(stim)}
+        return np.array([s if clips_per_stim[s] == 1 else f"{s}@{o:g}" for s, o in zip(stim, self.onset_s)], dtype=object)
+
     def unique_clips(self) -> np.ndarray:
         """Sorted clip indices this split uses."""
         return np.unique(self.clip_index)

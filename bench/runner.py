@@ -184,7 +184,6 @@ def _compute_cell(cell: Cell, config: dict, path: Path, code: dict, *, runs: Pat
     from bench.provenance import git_info, machine_info, package_versions
     from methods import get_method
     from bench.device import resolve_device
-    from metrics import METRICS, EvalContext, MetricResult
 
     device = resolve_device(device)
     dataset = get_dataset(cell.dataset)
@@ -204,20 +203,8 @@ def _compute_cell(cell: Cell, config: dict, path: Path, code: dict, *, runs: Pat
         predict_s = time.perf_counter() - t0
         _check_reconstruction(rec, test, cell)
         t0 = time.perf_counter()
-        ctx = EvalContext(rec, test, method)
-        ctx.device = device  # batched embedding networks run on the cell's device
-        ctx.embeddings_path = path.with_suffix(".emb.npz")  # the record's own embeddings: rescoring needs no refit
-        results: dict[str, MetricResult] = {}
-        higher: dict[str, bool] = {}
-        for name in metrics or METRICS.names():
-            spec = METRICS.get(name)
-            try:
-                out = spec.evaluate(ctx)
-            except UnavailableError as exc:  # weights absent: n/a with the reason; a bad file stops the cell
-                out = MetricResult.unavailable(str(exc))
-            for key, res in (out.items() if isinstance(out, dict) else [(name, out)]):
-                results[key] = res
-                higher[key] = spec.higher_is_better
+        results, higher = score_reconstruction(rec, test, method, device=device,
+                                               embeddings_path=path.with_suffix(".emb.npz"), metrics=metrics)
         score_s = time.perf_counter() - t0
 
     pred_name = path.with_suffix(".npz").name
@@ -245,7 +232,8 @@ def _compute_cell(cell: Cell, config: dict, path: Path, code: dict, *, runs: Pat
         },
         "metrics": {k: v.to_json() for k, v in sorted(results.items())},
         "higher_is_better": dict(sorted(higher.items())),
-        "method_info": {"display_name": getattr(method, "display_name", cell.method), "components": method.describe_components(), **_jsonable(rec.info)},
+        "method_info": {"display_name": getattr(method, "display_name", cell.method), "components": method.describe_components(),
+                        **({"reference": True} if getattr(method, "reference", False) else {}), **_jsonable(rec.info)},
         "timing": {"fit_s": round(fit_s, 3), "predict_s": round(predict_s, 3), "score_s": round(score_s, 3), "wall_s": round(time.perf_counter() - t_start, 3)},
         "memory": {
             "peak_rss_mb": round(mem.peak_mb, 1),
@@ -261,6 +249,34 @@ def _compute_cell(cell: Cell, config: dict, path: Path, code: dict, *, runs: Pat
 
         shutil.rmtree(work_dir, ignore_errors=True)
     return CellOutcome(cell, "done", path, record)
+
+
+def score_reconstruction(rec, test, method, *, device: str = "cpu", embeddings_path: Path | None = None,
+                         metrics: list[str] | None = None) -> tuple[dict, dict]:
+    """Every registered metric (or ``metrics``) of a reconstruction of ``test``: ({name: MetricResult}, {name: higher
+    is better}). The one scoring path of cells, rescoring and external reconstructions.
+
+    method: provides ``target_features(split)`` for probes and identification; embeddings_path: where the
+    reconstruction's own network embeddings are kept (``<record>.emb.npz``). A metric is unavailable only when its
+    weights are absent (UnavailableError); any other error stops the scoring.
+    """
+    from metrics import METRICS, EvalContext, MetricResult
+
+    ctx = EvalContext(rec, test, method)
+    ctx.device = device  # batched embedding networks run on the cell's device
+    ctx.embeddings_path = embeddings_path
+    results: dict = {}
+    higher: dict[str, bool] = {}
+    for name in metrics or METRICS.names():
+        spec = METRICS.get(name)
+        try:
+            out = spec.evaluate(ctx)
+        except UnavailableError as exc:  # weights absent: n/a with the reason; a bad file stops the cell
+            out = MetricResult.unavailable(str(exc))
+        for key, res in (out.items() if isinstance(out, dict) else [(name, out)]):
+            results[key] = res
+            higher[key] = spec.higher_is_better
+    return results, higher
 
 
 def record_fingerprint(record: dict) -> str | None:
@@ -348,7 +364,8 @@ def run_cells(
         if outcome.status == "done":
             m = outcome.record["metrics"]
             shown = ", ".join(
-                f"{k}={m[k]['value']:.3f}" for k in ("pcc", "psnr") if k in m and m[k]["status"] == "ok"
+                f"{k}={m[k]['value']:.3f}" if isinstance(m[k]["value"], (int, float)) else f"{k}={m[k]['value']}"
+                for k in ("pcc", "psnr") if k in m and m[k]["status"] == "ok"
             )
             echo(f"done     {cell.label()}  {shown}  ({outcome.record['timing']['wall_s']:.1f} s)")
         elif outcome.status == "skipped":
