@@ -10,6 +10,8 @@ ground truth and each method. Layout of ``<out>/<dataset>/``::
     img/<stim>/<column>.png         eval mel, one shared colour scale ([0, 1]); <column>-full.png larger
     img/metrics-*.png               distributions per metric, per-sample scatter of two methods
 
+The page opens from file://: it loads only through <audio>, <img> and <a> (which Chromium allows between
+file:// URLs) and carries its sort values in data attributes, since fetch/XHR of file:// URLs is blocked.
 ``embed=True`` writes ``<out>/<dataset>.html`` instead: one file with everything inlined as data URIs.
 Output depends only on the records and the data (sorted, no build time, PNGs without metadata), so
 rebuilding from the same records gives the same bytes. Mel images are cached per prediction file under
@@ -64,7 +66,7 @@ class _Column:
 
     label: str
     slug: str
-    group: str  # "truth", "method", "random-init", "reference"
+    group: str  # "method", "random-init" or "reference"
     records: dict[str, dict] = field(default_factory=dict)  # subject -> the record shown
 
 
