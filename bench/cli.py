@@ -1,4 +1,4 @@
-"""The ``bench`` command line: run, leaderboard, check, data, list.
+"""The ``bench`` command line: run, leaderboard, report, check, data, list.
 
 User errors (``BenchError``) print one line on stderr and exit with status 2, no traceback.
 """
@@ -198,6 +198,30 @@ def leaderboard_cmd(
     from bench.runner import runs_dir
 
     _write_leaderboards(runs_dir(runs), out)
+
+
+@app.command()
+def report(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset (name, or name@scale) whose records to show."),
+    methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated methods (default: all with records)."),
+    subject: Optional[str] = typer.Option(None, "--subject", help="One subject (default: all)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed shown (default: the lowest per method and subject)."),
+    max_stimuli: Optional[int] = typer.Option(None, "--max-stimuli", help="At most K test stimuli per subject, evenly spaced."),
+    out: Path = typer.Option(Path("reports"), "--out", help="Folder for <dataset>/index.html (or <dataset>.html with --embed)."),
+    embed: bool = typer.Option(False, "--embed", help="One self-contained HTML file instead of a linked folder."),
+    runs: Optional[Path] = RunsDir,
+    data_root: Optional[Path] = DataRoot,
+):
+    """Write an HTML page to hear and see each method's reconstructions beside the ground truth."""
+    from bench.report import build_report
+    from bench.runner import runs_dir
+
+    chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    result = build_report(dataset, runs=runs_dir(runs), out=out, methods=chosen, subject=subject, seed=seed,
+                          max_stimuli=max_stimuli, embed=embed, data_root=data_root)
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"wrote {result.path} ({result.n_stimuli} stimuli x {result.n_columns} players, {result.size_bytes / 2**20:.1f} MiB)")
 
 
 @app.command()

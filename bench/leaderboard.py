@@ -205,6 +205,9 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
             "not with the paper's numbers on real fMRI."
         )
     lines.append("")
+    lines.append(f"Listen and look: `bench report --dataset {ds_key}` writes `reports/{ds_key}/index.html` "
+                 "(players and mel spectrograms per test stimulus, beside the ground truth).")
+    lines.append("")
 
     def render(cols, heading, rows):
         best = best_rows(cols, lambda row, m: summary(row, m)[0], rows)
