@@ -17,7 +17,7 @@ import pytest
 
 from bench.errors import BenchError
 from bench.report import GROUND_TRUTH, SIZE_BUDGET_BYTES, build_report
-from tests.report_records import LIR, LIR_SLUG, MLP, REPORT_DATASET, REPORT_SUBJECT
+from tests.report_records import LIR, LIR_SLUG, MLP, ORACLE, REPORT_DATASET, REPORT_SUBJECT
 
 N_STIMULI = 4  # per subject, evenly spaced over the test split
 
@@ -93,9 +93,9 @@ def test_links_players_and_files(report_dir):
 def test_summary_provenance_and_reference_rows(report_dir, report_runs):
     html = report_dir.path.read_text(encoding="utf-8")
     text = " ".join(_parse(html).text)
-    assert LIR in text and MLP in text and "Oracle (tiny)" in text
+    assert LIR in text and MLP in text and ORACLE in text
     # reference rows come in their own block, after the methods
-    assert text.index("Reference rows") < text.index("Oracle (tiny)") and text.index(MLP) < text.index("Reference rows")
+    assert text.index("Reference rows") < text.index(ORACLE) and text.index(MLP) < text.index("Reference rows")
     assert "PCC ↑" in text and "PSNR ↑" in text
     # mean [lo, hi] per metric, from the record's per-sample values
     from bench.records import iter_records
@@ -105,9 +105,9 @@ def test_summary_provenance_and_reference_rows(report_dir, report_runs):
     values = np.array(lir["metrics"]["pcc"]["per_sample"], dtype=float)
     lo, hi = bootstrap_ci(values, seed=0)
     assert f"{values.mean():.3f} [{lo:.3f}, {hi:.3f}]" in text
-    # provenance: config hashes, code fingerprint (or "-"), record paths
+    # provenance: config hashes, code fingerprints, record paths
     assert lir["config_hash"][:12] in text and lir["_path"] in text
-    assert "test-fingerprint" in text and re.search(r"<td>-</td>", html)
+    assert lir["code"]["fingerprint"][:12] in text
     # sort values are valid JSON for every stimulus row
     for match in re.finditer(r'data-sort="([^"]+)"', html):
         row = json.loads(match.group(1).replace("&#34;", '"'))
