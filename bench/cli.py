@@ -73,10 +73,11 @@ REFERENCE_METHODS = ("oracle", "chance")
 
 
 def _parse_seeds(spec: str) -> list[int]:
-    try:
-        return [int(s) for s in spec.split(",") if s.strip()]
-    except ValueError:
-        raise BenchError(f"--seeds expects comma-separated integers, got {spec!r}") from None
+    """--seeds "0,1,2" -> [0, 1, 2]: at least one non-negative integer (numpy seeds cannot be negative)."""
+    parts = [s.strip() for s in spec.split(",") if s.strip()]
+    if not parts or not all(p.isdigit() for p in parts):
+        raise BenchError(f"--seeds expects comma-separated non-negative integers (at least one), got {spec!r}; e.g. --seeds 0,1")
+    return [int(p) for p in parts]
 
 
 @app.command()
@@ -110,6 +111,7 @@ def run(
         raise BenchError(f"--profile must be tiny or paper, got {profile!r}")
     if error_score not in ("raise", "nan"):
         raise BenchError(f"--error-score must be raise or nan, got {error_score!r}")
+    seed_list = _parse_seeds(seeds)
     methods = METHODS.resolve_many(method)
     datasets = resolve_datasets(dataset, data_root)
     subj = [s.strip() for s in subjects.split(",")] if subjects else None
@@ -120,13 +122,13 @@ def run(
         if key in grid_values:
             raise BenchError(f"--{key.replace('_', '-')} and --grid {key}=... both given; use one")
         grid_values.update(_parse_grid([f"{key}={spec}"]))
-    seed_list = _parse_seeds(seeds)
     cells = plan_cells(methods, datasets, subj, seed_list, profile, scale, _parse_sets(set_), data_root,
                        grid=grid_values)
     if references:  # the same reference cells for every method run: computed once, then skipped
         refs = [m for m in REFERENCE_METHODS if m not in methods]
         cells = plan_cells(refs, datasets, subj, seed_list, profile, scale, {}, data_root) + cells if refs else cells
     rdir = runs_dir(runs)
+    _check_folders(rdir, out if leaderboard else None, datasets, data_root, scale)
     from tqdm.auto import tqdm
 
     summary = run_cells(cells, runs=rdir, data_root=data_root, device=device, overwrite=overwrite,
@@ -137,6 +139,17 @@ def run(
         _write_leaderboards(rdir, out)
     if summary.count("failed"):
         raise typer.Exit(1)
+
+
+def _check_folders(rdir: Path, out: Path | None, datasets: list[str], data_root, scale: str) -> None:
+    """Every folder the command will write is writable, checked before any training or data generation."""
+    from bench.datasets import check_can_generate
+    from bench.io import ensure_writable_dir
+
+    ensure_writable_dir(rdir, "runs folder")
+    if out is not None:
+        ensure_writable_dir(out, "leaderboard folder (--out)")
+    check_can_generate(datasets, data_root, scale)
 
 
 def _echo_line(message: str) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 
 from bench.data import ClipTable, Split, data_root, prepared_dir, read_clips, read_manifest, read_split, write_prepared
 from bench.errors import BenchError, NotPreparedError
+from bench.io import ensure_writable_dir
 
 CATALOGUE_ENV = "BENCH_DATASETS_YAML"
 REQUIRED_FIELDS = ("kind", "version", "title", "subjects", "sample_rate", "clip_seconds", "n_patch", "label_kind")
@@ -127,6 +128,7 @@ class Dataset:
         kind = self.spec["generator"]
         if scale not in SCALES[kind]:
             raise BenchError(f"unknown scale {scale!r} for {self.name}; choose from {', '.join(SCALES[kind])}")
+        ensure_writable_dir(data_root(root), "data root")  # before the simulation, which can take minutes
         sim_params = dict(SCALES[kind][scale])
         sim_params.update(self.spec.get("params", {}) if scale == "default" else {})
         sim_params.update(params or {})
@@ -199,6 +201,12 @@ def groups(root=None) -> dict[str, list[str]]:
     g = dict(catalogue().get("groups", {}))
     g["all"] = [n for n in dataset_names() if get_dataset(n).is_available(root)]
     return g
+
+
+def check_can_generate(names: list[str], root=None, scale: str = "default") -> None:
+    """Raise before any work when a simulated dataset still has to be generated into an unwritable data root."""
+    if any(get_dataset(n).kind == "simulated" and not get_dataset(n).is_prepared(root, scale) for n in names):
+        ensure_writable_dir(data_root(root), "data root")
 
 
 def resolve_datasets(spec: str, root=None) -> list[str]:

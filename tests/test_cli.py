@@ -91,3 +91,47 @@ def test_prompt_and_p_gt_options_become_the_table3_grid(tiny_catalogue):
                           r"parameter 'p_gt' must be")
     assert_one_line_error(bench(*base, "--method", "c2f_ldm", "--prompt", "text", "--grid", "prompt=audio"),
                           r"--prompt and --grid prompt=... both given")
+
+
+@pytest.mark.parametrize("seeds", ["-1", "", "0,x", " , "])
+def test_seeds_must_be_non_negative_integers(tiny_catalogue, seeds, tmp_path):
+    proc = bench("run", "--method", "lir", "--dataset", "tiny-speech", f"--seeds={seeds}", "--no-leaderboard",
+                 "--runs", str(tmp_path / "r"))
+    assert_one_line_error(proc, r"--seeds expects comma-separated non-negative integers \(at least one\)")
+    assert not (tmp_path / "r").exists()
+
+
+def test_unwritable_data_root_refused_before_generation(tmp_path, tiny_catalogue):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    from bench.datasets import get_dataset
+
+    assert not get_dataset("tiny-sound").is_prepared(blocker / "data", "paper")
+    proc = bench("run", "--method", "lir", "--dataset", "tiny-sound", "--scale", "paper", "--no-leaderboard",
+                 "--data-root", str(blocker / "data"), "--runs", str(tmp_path / "r"))
+    assert_one_line_error(proc, r"data root .* is not writable")
+
+
+def test_unwritable_data_root_refused_before_simulating(tmp_path, tiny_catalogue, monkeypatch):
+    import bench.simulate
+
+    from bench.datasets import get_dataset
+    from bench.errors import BenchError
+
+    def never(*_a, **_k):
+        raise AssertionError("simulated before checking the data root")
+
+    monkeypatch.setattr(bench.simulate, "simulate", never)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(BenchError, match="data root .* is not writable"):
+        get_dataset("tiny-sound").generate(blocker / "data")
+
+
+def test_unwritable_leaderboard_folder_refused_before_running(tmp_path, tiny_catalogue):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = bench("run", "--method", "lir", "--dataset", "tiny-speech", "--runs", str(tmp_path / "r"),
+                 "--out", str(blocker / "lb"))
+    assert_one_line_error(proc, r"leaderboard folder \(--out\) .* is not writable")
+    assert not list((tmp_path / "r").rglob("*.json"))
