@@ -104,7 +104,7 @@ def run(
 ):
     """Train, predict, score and record every (method, dataset, subject, seed) cell; finished cells are skipped."""
     from bench.datasets import resolve_datasets
-    from bench.runner import plan_cells, run_cells, runs_dir
+    from bench.runner import RunInterrupted, plan_cells, run_cells, runs_dir
     from methods import METHODS
 
     if profile not in ("tiny", "paper"):
@@ -131,8 +131,11 @@ def run(
     _check_folders(rdir, out if leaderboard else None, datasets, data_root, scale)
     from tqdm.auto import tqdm
 
-    summary = run_cells(cells, runs=rdir, data_root=data_root, device=device, overwrite=overwrite,
-                        error_score=error_score, progress=sys.stderr.isatty(), echo=_echo_line, reuse_stale=reuse_stale)
+    try:
+        summary = run_cells(cells, runs=rdir, data_root=data_root, device=device, overwrite=overwrite,
+                            error_score=error_score, progress=sys.stderr.isatty(), echo=_echo_line, reuse_stale=reuse_stale)
+    except RunInterrupted as stop:
+        _report_interrupt(stop, rdir, out if leaderboard else None)
     stale = f", {summary.count('stale')} stale (kept)" if summary.count("stale") else ""
     typer.echo(f"{summary.count('done')} done, {summary.count('skipped')} skipped{stale}, {summary.count('failed')} failed; records in {rdir}")
     if leaderboard:
@@ -150,6 +153,21 @@ def _check_folders(rdir: Path, out: Path | None, datasets: list[str], data_root,
     if out is not None:
         ensure_writable_dir(out, "leaderboard folder (--out)")
     check_can_generate(datasets, data_root, scale)
+
+
+def _report_interrupt(stop, rdir: Path, out: Path | None) -> None:
+    """Ctrl-C: one line on what finished and how to resume, leaderboards refreshed from the finished records, exit 130."""
+    from bench.records import iter_records
+
+    s = stop.summary
+    where = f" during {stop.cell.label()}" if stop.cell is not None else ""
+    typer.echo(
+        f"interrupted{where}: {s.count('done')} cell(s) finished in this run, {s.count('skipped') + s.count('stale')} were already "
+        f"finished, {s.n_planned - len(s.outcomes)} not finished; records are in {rdir}; "
+        "rerun the same command to resume", err=True)
+    if out is not None and iter_records(rdir):
+        _write_leaderboards(rdir, out)
+    raise typer.Exit(130)
 
 
 def _echo_line(message: str) -> None:
@@ -343,9 +361,6 @@ def main() -> None:
     except BenchError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        typer.echo("interrupted: finished cells are kept; rerun the same command to resume", err=True)
-        sys.exit(130)
 
 
 if __name__ == "__main__":

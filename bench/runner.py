@@ -331,9 +331,19 @@ def grid_overrides(base: tuple, grid: dict[str, list]) -> list[tuple]:
 @dataclass
 class RunSummary:
     outcomes: list[CellOutcome] = field(default_factory=list)
+    n_planned: int = 0
 
     def count(self, status: str) -> int:
         return sum(o.status == status for o in self.outcomes)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during ``run_cells``: carries what finished before it (``summary``) and the cell it stopped in."""
+
+    def __init__(self, summary: RunSummary, cell: Cell | None):
+        super().__init__()
+        self.summary = summary
+        self.cell = cell
 
 
 def run_cells(
@@ -341,11 +351,24 @@ def run_cells(
     error_score: str = "raise", metrics: list[str] | None = None, progress: bool = True, echo=print,
     reuse_stale: bool = False,
 ) -> RunSummary:
-    """Run cells in order; with ``error_score="nan"`` a failing cell is reported and skipped."""
+    """Run cells in order; with ``error_score="nan"`` a failing cell is reported and skipped.
+
+    Ctrl-C raises :class:`RunInterrupted` (a KeyboardInterrupt) carrying the outcomes so far.
+    """
+    summary = RunSummary(n_planned=len(cells))
+    try:
+        return _run_cells(cells, summary, runs=runs, data_root=data_root, device=device, overwrite=overwrite,
+                          error_score=error_score, metrics=metrics, progress=progress, echo=echo, reuse_stale=reuse_stale)
+    except KeyboardInterrupt:
+        done = {o.cell for o in summary.outcomes}
+        raise RunInterrupted(summary, next((c for c in cells if c not in done), None)) from None
+
+
+def _run_cells(cells, summary: RunSummary, *, runs, data_root, device, overwrite, error_score, metrics, progress,
+               echo, reuse_stale) -> RunSummary:
     from tqdm.auto import tqdm
 
     ensure_writable_dir(runs, "runs folder")
-    summary = RunSummary()
     bar = tqdm(cells, desc="cells", unit="cell", disable=not progress)
     for cell in bar:
         bar.set_postfix_str(cell.label(), refresh=False)

@@ -135,3 +135,30 @@ def test_unwritable_leaderboard_folder_refused_before_running(tmp_path, tiny_cat
                  "--out", str(blocker / "lb"))
     assert_one_line_error(proc, r"leaderboard folder \(--out\) .* is not writable")
     assert not list((tmp_path / "r").rglob("*.json"))
+
+
+def test_ctrl_c_says_what_finished_refreshes_leaderboards_and_exits_130(tiny_catalogue, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import bench.runner
+    from bench.cli import app
+
+    real_run_cell = bench.runner.run_cell
+    calls = {"n": 0}
+
+    def interrupt_second(cell, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_run_cell(cell, **kw)
+
+    monkeypatch.setattr(bench.runner, "run_cell", interrupt_second)
+    runs, out = tmp_path / "r", tmp_path / "lb"
+    result = CliRunner().invoke(app, ["run", "--method", "lir", "--dataset", "tiny-sound", "--runs", str(runs),
+                                      "--out", str(out)])
+    assert result.exit_code == 130, result.output
+    assert "interrupted during lir tiny-sound sub-sim02 seed 0" in result.stderr
+    assert "1 cell(s) finished in this run, 0 were already finished, 1 not finished" in result.stderr
+    assert "rerun the same command to resume" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert (out / "tiny-sound.md").exists() and "sim01" in (out / "tiny-sound.md").read_text()
