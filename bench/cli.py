@@ -114,6 +114,8 @@ def run(
     seed_list = _parse_seeds(seeds)
     methods = METHODS.resolve_many(method)
     datasets = resolve_datasets(dataset, data_root)
+    if "all" in (p.strip() for p in dataset.split(",")):
+        _echo_all_group(datasets, data_root)
     subj = [s.strip() for s in subjects.split(",")] if subjects else None
     grid_values = _parse_grid(grid)
     for key, spec in (("prompt", prompt), ("p_gt", p_gt)):
@@ -142,6 +144,15 @@ def run(
         _write_leaderboards(rdir, out)
     if summary.count("failed"):
         raise typer.Exit(1)
+
+
+def _echo_all_group(taken: list[str], data_root) -> None:
+    """--dataset all: which datasets it took and which it skipped, with the command that prepares each."""
+    from bench.datasets import not_available
+
+    typer.echo(f"--dataset all: running {', '.join(taken)}")
+    for name, command in not_available(data_root).items():
+        typer.echo(f"--dataset all: skipped {name} (not prepared): `{command}`")
 
 
 def _check_folders(rdir: Path, out: Path | None, datasets: list[str], data_root, scale: str) -> None:

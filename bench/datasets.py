@@ -203,6 +203,16 @@ def groups(root=None) -> dict[str, list[str]]:
     return g
 
 
+def not_available(root=None) -> dict[str, str]:
+    """Datasets the ``all`` group leaves out because they are not prepared here: {name: the command that prepares it}."""
+    out = {}
+    for name in dataset_names():
+        ds = get_dataset(name)
+        if not ds.is_available(root):
+            out[name] = ds.spec.get("prepare", f"bench data prepare {name}")
+    return out
+
+
 def check_can_generate(names: list[str], root=None, scale: str = "default") -> None:
     """Raise before any work when a simulated dataset still has to be generated into an unwritable data root."""
     if any(get_dataset(n).kind == "simulated" and not get_dataset(n).is_prepared(root, scale) for n in names):

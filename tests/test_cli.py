@@ -162,3 +162,16 @@ def test_ctrl_c_says_what_finished_refreshes_leaderboards_and_exits_130(tiny_cat
     assert "rerun the same command to resume" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert (out / "tiny-sound.md").exists() and "sim01" in (out / "tiny-sound.md").read_text()
+
+
+def test_dataset_all_says_what_it_took_and_skipped(tiny_catalogue, tmp_path):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    # an unknown subject stops the run right after planning: nothing trains
+    result = CliRunner().invoke(app, ["run", "--method", "lir", "--dataset", "all", "--subjects", "sim09",
+                                                "--no-leaderboard", "--runs", str(tmp_path / "r")])
+    assert "--dataset all: running tiny-sound, tiny-speech" in result.output
+    assert ("--dataset all: skipped brain2sound (not prepared): "
+            "`bench data prepare brain2sound --source SOUNDRECON_DIR --stimuli VGGSOUND_DIR`") in result.output
