@@ -140,6 +140,7 @@ def run(
         _report_interrupt(stop, rdir, out if leaderboard else None)
     stale = f", {summary.count('stale')} stale (kept)" if summary.count("stale") else ""
     typer.echo(f"{summary.count('done')} done, {summary.count('skipped')} skipped{stale}, {summary.count('failed')} failed; records in {rdir}")
+    _hint_rescore([o.record for o in summary.outcomes if o.status in ("skipped", "stale")])
     if leaderboard:
         _write_leaderboards(rdir, out)
     if summary.count("failed"):
@@ -179,6 +180,24 @@ def _report_interrupt(stop, rdir: Path, out: Path | None) -> None:
     if out is not None and iter_records(rdir):
         _write_leaderboards(rdir, out)
     raise typer.Exit(130)
+
+
+def _hint_rescore(records: list[dict]) -> None:
+    """Skipped cells whose unavailable metrics now have their weights: say so once, and how to score them."""
+    from bench.rescore import newly_available
+
+    keys, methods, datasets, n = set(), set(), set(), 0
+    for rec in records:
+        new = newly_available(rec)
+        if new:
+            n += 1
+            keys.update(new)
+            methods.add(rec["config"]["method"])
+            datasets.add(rec["config"]["dataset"])
+    if n:
+        typer.echo(f"{n} skipped cell(s) recorded {', '.join(sorted(keys))} as unavailable and the weights are found now; "
+                   f"score them without retraining: bench rescore --method {','.join(sorted(methods))} "
+                   f"--dataset {','.join(sorted(datasets))}")
 
 
 def _echo_line(message: str) -> None:
@@ -229,6 +248,61 @@ def score(
 def _fmt_value(v) -> str:
     """A record's metric value for a progress line: numbers to 3 decimals, "nan"/"inf" as stored."""
     return f"{v:.3f}" if isinstance(v, (int, float)) else str(v)
+
+
+@app.command()
+def rescore(
+    method: str = typer.Option("all", "--method", "-m", help="Method name, comma list, or 'all'."),
+    dataset: str = typer.Option("all", "--dataset", "-d", help="Dataset name, comma list, group, or 'all'."),
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="Comma list of metrics, or 'all' (default: those unavailable or missing in each record)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    runs: Optional[Path] = RunsDir,
+    data_root: Optional[Path] = DataRoot,
+    leaderboard: bool = typer.Option(True, "--leaderboard/--no-leaderboard", help="Rewrite leaderboards afterwards."),
+    out: Path = typer.Option(Path("leaderboards"), "--out", help="Leaderboard folder."),
+):
+    """Recompute metrics of finished cells from their stored predictions (sha256-checked), without refitting."""
+    from bench.datasets import get_dataset, groups
+    from bench.io import ensure_writable_dir
+    from bench.rescore import describe, matching_records, rescore_record
+    from bench.runner import runs_dir
+    from methods import METHODS
+    from bench.device import resolve_device
+    from metrics import METRICS
+
+    methods = None if method.strip() == "all" else METHODS.resolve_many(method)
+    datasets = None
+    if dataset.strip() != "all":
+        g = groups(data_root)
+        datasets = [n for part in dataset.split(",") if part.strip()
+                    for n in g.get(part.strip()) or [get_dataset(part.strip()).name]]
+    wanted = [m.strip() for m in metrics.split(",") if m.strip()] if metrics is not None else None
+    if wanted is not None:
+        if not wanted:
+            raise BenchError("--metrics expects a comma list of metric names or 'all'; `bench list` shows them")
+        for name in wanted if wanted != ["all"] else []:
+            METRICS.get(name)
+    rdir = runs_dir(runs)
+    found = matching_records(rdir, methods, datasets)
+    if not found:
+        raise BenchError(f"no run records for --method {method} --dataset {dataset} under {rdir}; run `bench run` first")
+    ensure_writable_dir(rdir, "runs folder")
+    if leaderboard:
+        ensure_writable_dir(out, "leaderboard folder (--out)")
+    dev = resolve_device(device)
+    counts = {"rescored": 0, "up to date": 0}
+    try:
+        for path, record in found:
+            outcome = rescore_record(path, record, metrics=wanted, data_root=data_root, device=dev)
+            counts[outcome.status] += 1
+            _echo_line(describe(outcome))
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: {counts['rescored']} record(s) rescored, each written whole; rerun the same command "
+                   "to do the rest", err=True)
+        raise typer.Exit(130)
+    typer.echo(f"{counts['rescored']} rescored, {counts['up to date']} up to date; records in {rdir}")
+    if leaderboard:
+        _write_leaderboards(rdir, out)
 
 
 @app.command("leaderboard")

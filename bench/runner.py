@@ -272,7 +272,7 @@ def score_reconstruction(rec, test, method, *, device: str = "cpu", embeddings_p
         try:
             out = spec.evaluate(ctx)
         except UnavailableError as exc:  # weights absent: n/a with the reason; a bad file stops the cell
-            out = MetricResult.unavailable(str(exc))
+            out = MetricResult.unavailable(str(exc), weights=exc.weights)
         for key, res in (out.items() if isinstance(out, dict) else [(name, out)]):
             results[key] = res
             higher[key] = spec.higher_is_better

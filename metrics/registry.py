@@ -23,8 +23,9 @@ class MetricResult:
     """value: the set-level number (mean over samples for per-sample metrics).
 
     per_sample: (n,) float64 per-sample values where the metric is defined per sample
-    extra: side numbers (chance level, upper bound, CI, ...)
+    extra: side numbers (chance level, reference levels, CI, ...)
     status: "ok" or "unavailable" (then ``reason`` says why and ``value`` is None)
+    weights: for an unavailable metric, the catalogue name of the missing weights (if that is the reason)
     """
 
     value: float | None
@@ -32,15 +33,18 @@ class MetricResult:
     extra: dict = field(default_factory=dict)
     status: str = "ok"
     reason: str = ""
+    weights: str | None = None
 
     @classmethod
-    def unavailable(cls, reason: str) -> "MetricResult":
-        return cls(value=None, status="unavailable", reason=reason)
+    def unavailable(cls, reason: str, weights: str | None = None) -> "MetricResult":
+        return cls(value=None, status="unavailable", reason=reason, weights=weights)
 
     def to_json(self) -> dict:
         out: dict[str, Any] = {"status": self.status}
         if self.status != "ok":
             out["reason"] = self.reason
+            if self.weights:
+                out["weights"] = self.weights
             return out
         out["value"] = _num(self.value)
         if self.per_sample is not None:
