@@ -416,6 +416,25 @@ def data_describe(
     typer.echo(tabulate(rows, headers=["subject", "n_voxels", "train", "test", "prompt", "noise ceiling r"]))
 
 
+@data_app.command("verify")
+def data_verify(
+    name: str,
+    scale: str = typer.Option("default", "--scale", help="Simulated datasets: default or paper sizes."),
+    data_root: Optional[Path] = DataRoot,
+):
+    """Check every prepared file of a dataset against the sha256, size and shape in its manifest."""
+    from bench.data import verify_prepared
+    from bench.datasets import get_dataset
+
+    ds = get_dataset(name)
+    if not ds.is_prepared(data_root, scale):
+        raise BenchError(f"{name} is not prepared under {ds.folder(data_root, scale).parent}; "
+                         f"run `{ds.spec.get('prepare', f'bench data prepare {name}')}`")
+    folder = ds.ensure_prepared(data_root, scale)
+    n = verify_prepared(folder)
+    typer.echo(f"ok: {n} files of {name} in {folder} match their sha256")
+
+
 @data_app.command("prepare")
 def data_prepare(
     name: str,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from bench.data import ClipTable, Split, data_root, prepared_dir, read_clips, read_manifest, read_split, write_prepared
+from bench.data import (
+    FORMAT_VERSION, ClipTable, Split, data_root, manifest_format, prepared_dir, read_clips, read_manifest, read_split,
+    write_prepared,
+)
 from bench.errors import BenchError, NotPreparedError
 from bench.io import ensure_writable_dir
+
+log = logging.getLogger("bench.datasets")
 
 CATALOGUE_ENV = "BENCH_DATASETS_YAML"
 REQUIRED_FIELDS = ("kind", "version", "title", "subjects", "sample_rate", "clip_seconds", "n_patch", "label_kind")
@@ -104,6 +110,11 @@ class Dataset:
 
     def state(self, root=None) -> str:
         if self.is_prepared(root):
+            fmt = manifest_format(self.folder(root))
+            if fmt is not None and fmt < FORMAT_VERSION:
+                if self.kind == "simulated":
+                    return "prepared in an older format (regenerated on next use)"
+                return f"prepared in an older format: run `{self.spec.get('prepare', f'bench data prepare {self.name}')}` again"
             return "prepared"
         if self.kind == "simulated":
             return "simulated (generated on first use)"
@@ -113,7 +124,16 @@ class Dataset:
     def ensure_prepared(self, root=None, scale: str = "default", params: dict | None = None) -> Path:
         folder = self.folder(root, scale)
         if (folder / "manifest.json").exists():
-            return folder
+            fmt = manifest_format(folder)
+            if fmt is None or fmt >= FORMAT_VERSION:
+                return folder  # current (or unreadable: read_manifest names the problem)
+            if self.kind == "real":
+                raise NotPreparedError(
+                    f"dataset {self.name} under {folder} was prepared in an older format without file digests; "
+                    f"prepare it again: `{self.spec.get('prepare', f'bench data prepare {self.name}')}`"
+                )
+            log.info("regenerating %s: its prepared format %s predates file digests", folder, fmt)
+            return self.generate(root, scale, params)  # same seed and version: the same arrays, now with digests
         if self.kind == "real":
             raise NotPreparedError(
                 f"dataset {self.name} is not prepared under {data_root(root)}; "
