@@ -104,7 +104,7 @@ def run(
 ):
     """Train, predict, score and record every (method, dataset, subject, seed) cell; finished cells are skipped."""
     from bench.datasets import resolve_datasets
-    from bench.runner import RunInterrupted, plan_cells, run_cells, runs_dir
+    from bench.runner import RunInterrupted, plan_cells, run_cells, runs_dir, warnings_line
     from methods import METHODS
 
     if profile not in ("tiny", "paper"):
@@ -141,6 +141,9 @@ def run(
     stale = f", {summary.count('stale')} stale (kept)" if summary.count("stale") else ""
     typer.echo(f"{summary.count('done')} done, {summary.count('skipped')} skipped{stale}, {summary.count('failed')} failed; records in {rdir}")
     _hint_rescore([o.record for o in summary.outcomes if o.status in ("skipped", "stale")])
+    line = warnings_line([o.record for o in summary.outcomes if o.status == "done"])
+    if line:
+        typer.echo(line)
     if leaderboard:
         _write_leaderboards(rdir, out)
     if summary.count("failed"):

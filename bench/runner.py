@@ -7,10 +7,12 @@ of a cell, so an interrupted run resumes at the first unfinished cell with nothi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +88,46 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
     return obj
+
+
+@contextlib.contextmanager
+def captured_warnings():
+    """Collect every warning raised inside the block instead of printing it (a list of warnings.WarningMessage).
+
+    Warnings during a cell (fold counts reduced, library notices) are nothing a user can act on mid-run; the record
+    keeps them and ``bench run`` prints one summary line.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+
+
+def summarise_warnings(caught) -> list[dict]:
+    """Distinct warnings as record entries: category, message, where (file:line) and how often, in first-seen order."""
+    out: dict[tuple, dict] = {}
+    for w in caught:
+        key = (w.category.__name__, str(w.message), f"{Path(w.filename).name}:{w.lineno}")
+        if key not in out:
+            out[key] = {"category": key[0], "message": key[1], "where": key[2], "count": 0}
+        out[key]["count"] += 1
+    return list(out.values())
+
+
+def warnings_line(records: list[dict]) -> str | None:
+    """One line for a whole run: how many distinct warnings in how many cells, the commonest, where the details are."""
+    counts: dict[str, int] = {}
+    n_cells = 0
+    for rec in records:
+        entries = rec.get("warnings") or []
+        n_cells += bool(entries)
+        for e in entries:
+            counts[e["message"]] = counts.get(e["message"], 0) + int(e.get("count", 1))
+    if not counts:
+        return None
+    top = min(counts, key=lambda m: (-counts[m], m))
+    top = top if len(top) <= 100 else top[:97] + "..."
+    return (f"{sum(counts.values())} warning(s), {len(counts)} distinct, in {n_cells} cell(s), e.g. \"{top}\"; "
+            "details in each record's \"warnings\"")
 
 
 class PeakMemory:
@@ -190,7 +232,7 @@ def _compute_cell(cell: Cell, config: dict, path: Path, code: dict, *, runs: Pat
     t_start = time.perf_counter()
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    with PeakMemory() as mem:
+    with PeakMemory() as mem, captured_warnings() as caught:
         train = dataset.load_split(cell.subject, "train", data_root=data_root, scale=cell.scale)
         test = dataset.load_split(cell.subject, "test", data_root=data_root, scale=cell.scale)
         method = get_method(cell.method).from_profile(cell.profile, dict(cell.overrides))
@@ -242,6 +284,7 @@ def _compute_cell(cell: Cell, config: dict, path: Path, code: dict, *, runs: Pat
         "code": {**code, "git": git_info()},
         "provenance": {"git": git_info(), "packages": package_versions(), "machine": machine_info(device)},
         "predictions": {"file": pred_name, "sha256": sha256_file(path.with_suffix(".npz"))},
+        "warnings": summarise_warnings(caught),
     }
     write_json(path, record)
     if work_dir.exists():

@@ -188,3 +188,17 @@ def test_leaderboard_footnotes_reference_and_compute_columns(tiny_catalogue, run
     for rec in records:  # decoded features beating the ground-truth-feature probe: not an upper bound
         rec["metrics"]["probe:mel"]["extra"]["gt_features"] = 0.01
     assert "ground-truth-feature reference 0.010 (not an upper bound: 1 row(s) exceed it)" in build_tables(records)["tiny-speech"]
+
+
+def test_cell_warnings_go_to_the_record_and_one_summary_line(tiny_catalogue, runs, recwarn):
+    from bench.runner import warnings_line
+
+    out = run_cell(Cell("lir", "tiny-sound", "sim01", 0, "tiny"), runs=runs)
+    assert not [w for w in recwarn if "cv_folds" in str(w.message)]  # nothing printed during the run
+    entries = out.record["warnings"]
+    fold = [e for e in entries if e["message"].startswith("cv_folds: reduced n_splits")]
+    assert fold and fold[0]["category"] == "UserWarning" and fold[0]["where"].startswith("probes.py:")
+    assert fold[0]["count"] >= 1
+    line = warnings_line([out.record, out.record])
+    assert "in 2 cell(s)" in line and "details in each record's \"warnings\"" in line and "\n" not in line
+    assert warnings_line([{"warnings": []}]) is None
