@@ -175,3 +175,16 @@ def test_dataset_all_says_what_it_took_and_skipped(tiny_catalogue, tmp_path):
     assert "--dataset all: running tiny-sound, tiny-speech" in result.output
     assert ("--dataset all: skipped brain2sound (not prepared): "
             "`bench data prepare brain2sound --source SOUNDRECON_DIR --stimuli VGGSOUND_DIR`") in result.output
+
+
+def test_generated_leaderboards_are_ignored_in_a_checkout():
+    import shutil
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    if shutil.which("git") is None or not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+    ignored = subprocess.run(["git", "check-ignore", "-q", "leaderboards/sim-sound.md"], cwd=repo)
+    assert ignored.returncode == 0  # the quickstart leaves no untracked tables
+    kept = subprocess.run(["git", "check-ignore", "-q", "leaderboards/golden/smoke.json"], cwd=repo)
+    assert kept.returncode == 1  # the drift-check values stay tracked
