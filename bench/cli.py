@@ -112,6 +112,9 @@ def run(
     if error_score not in ("raise", "nan"):
         raise BenchError(f"--error-score must be raise or nan, got {error_score!r}")
     seed_list = _parse_seeds(seeds)
+    from methods.base import resolve_device
+
+    resolve_device(device)  # an unknown device, or cuda without a GPU, is refused before any work
     methods = METHODS.resolve_many(method)
     datasets = resolve_datasets(dataset, data_root)
     if "all" in (p.strip() for p in dataset.split(",")):
@@ -164,10 +167,10 @@ def _check_folders(rdir: Path, out: Path | None, datasets: list[str], data_root,
     from bench.datasets import check_can_generate
     from bench.io import ensure_writable_dir
 
+    check_can_generate(datasets, data_root, scale)
     ensure_writable_dir(rdir, "runs folder")
     if out is not None:
         ensure_writable_dir(out, "leaderboard folder (--out)")
-    check_can_generate(datasets, data_root, scale)
 
 
 def _report_interrupt(stop, rdir: Path, out: Path | None) -> None:

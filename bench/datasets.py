@@ -141,13 +141,23 @@ class Dataset:
             )
         return self.generate(root, scale, params)
 
+    def check_scale(self, scale: str) -> None:
+        """An unknown --scale is an error before any work (real datasets accept only "default")."""
+        if self.kind != "simulated":
+            self.version(scale)
+            return
+        from bench.simulate import SCALES
+
+        kind = self.spec["generator"]
+        if scale not in SCALES[kind]:
+            raise BenchError(f"unknown scale {scale!r} for {self.name}; choose from {', '.join(SCALES[kind])}")
+
     def generate(self, root=None, scale: str = "default", params: dict | None = None) -> Path:
         """Generate a simulated dataset and write it under the data root (atomically)."""
         from bench.simulate import SCALES, simulate
 
         kind = self.spec["generator"]
-        if scale not in SCALES[kind]:
-            raise BenchError(f"unknown scale {scale!r} for {self.name}; choose from {', '.join(SCALES[kind])}")
+        self.check_scale(scale)
         ensure_writable_dir(data_root(root), "data root")  # before the simulation, which can take minutes
         sim_params = dict(SCALES[kind][scale])
         sim_params.update(self.spec.get("params", {}) if scale == "default" else {})
@@ -234,7 +244,10 @@ def not_available(root=None) -> dict[str, str]:
 
 
 def check_can_generate(names: list[str], root=None, scale: str = "default") -> None:
-    """Raise before any work when a simulated dataset still has to be generated into an unwritable data root."""
+    """Raise before any work on an unknown scale, or when a simulated dataset still has to be generated into an
+    unwritable data root."""
+    for n in names:
+        get_dataset(n).check_scale(scale)
     if any(get_dataset(n).kind == "simulated" and not get_dataset(n).is_prepared(root, scale) for n in names):
         ensure_writable_dir(data_root(root), "data root")
 

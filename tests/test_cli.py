@@ -188,3 +188,10 @@ def test_generated_leaderboards_are_ignored_in_a_checkout():
     assert ignored.returncode == 0  # the quickstart leaves no untracked tables
     kept = subprocess.run(["git", "check-ignore", "-q", "leaderboards/golden/smoke.json"], cwd=repo)
     assert kept.returncode == 1  # the drift-check values stay tracked
+
+
+def test_unknown_scale_and_device_refused_before_any_work(tiny_catalogue, tmp_path):
+    base = ("run", "--method", "lir", "--dataset", "tiny-speech", "--no-leaderboard", "--runs", str(tmp_path / "r"))
+    assert_one_line_error(bench(*base, "--scale", "huge"), r"unknown scale 'huge' for tiny-speech")
+    assert_one_line_error(bench(*base, "--device", "tpu"), r"device")
+    assert not (tmp_path / "r").exists()
