@@ -116,3 +116,11 @@ def test_weights_added_after_a_run_rescore_and_run_points_to_it(record, tmp_path
     assert after["metrics"]["pcc"] == rec["metrics"]["pcc"]
     assert "FD" in (tmp_path / "lb" / "tiny-speech.md").read_text()
     E.clear_loaded()
+
+
+def test_cli_rescore_errors_are_one_line(tiny_catalogue, tmp_path):
+    from tests.test_cli import assert_one_line_error, bench
+
+    assert_one_line_error(bench("rescore", "--runs", str(tmp_path / "none")), r"no run records for .* run `bench run` first")
+    assert_one_line_error(bench("rescore", "--metrics", "fdd", "--runs", str(tmp_path / "none")), r"unknown metric 'fdd'")
+    assert_one_line_error(bench("rescore", "--dataset", "tiny-sond", "--runs", str(tmp_path / "none")), r"unknown dataset 'tiny-sond'")
