@@ -112,7 +112,7 @@ def run(
     if error_score not in ("raise", "nan"):
         raise BenchError(f"--error-score must be raise or nan, got {error_score!r}")
     seed_list = _parse_seeds(seeds)
-    from methods.base import resolve_device
+    from bench.device import resolve_device
 
     resolve_device(device)  # an unknown device, or cuda without a GPU, is refused before any work
     methods = METHODS.resolve_many(method)
