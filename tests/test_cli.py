@@ -76,7 +76,8 @@ def test_leaderboard_without_records(tmp_path):
 
 @pytest.mark.slow
 def test_run_then_rerun_skips(tiny_catalogue, tmp_path):
-    args = ("run", "--method", "lir", "--dataset", "tiny-speech", "--runs", str(tmp_path / "r"), "--out", str(tmp_path / "lb"))
+    args = ("run", "--method", "lir", "--dataset", "tiny-speech", "--no-references", "--runs", str(tmp_path / "r"),
+            "--out", str(tmp_path / "lb"))
     first = bench(*args, check=True)
     assert "1 done, 0 skipped" in first.stdout
     second = bench(*args, check=True)
@@ -154,8 +155,8 @@ def test_ctrl_c_says_what_finished_refreshes_leaderboards_and_exits_130(tiny_cat
 
     monkeypatch.setattr(bench.runner, "run_cell", interrupt_second)
     runs, out = tmp_path / "r", tmp_path / "lb"
-    result = CliRunner().invoke(app, ["run", "--method", "lir", "--dataset", "tiny-sound", "--runs", str(runs),
-                                      "--out", str(out)])
+    result = CliRunner().invoke(app, ["run", "--method", "lir", "--dataset", "tiny-sound", "--no-references",
+                                      "--runs", str(runs), "--out", str(out)])
     assert result.exit_code == 130, result.output
     assert "interrupted during lir tiny-sound sub-sim02 seed 0" in result.stderr
     assert "1 cell(s) finished in this run, 0 were already finished, 1 not finished" in result.stderr

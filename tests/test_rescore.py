@@ -101,7 +101,8 @@ def test_weights_added_after_a_run_rescore_and_run_points_to_it(record, tmp_path
     runs = tmp_path / "runs"
     with W.unverified_for_tests(["panns-cnn14-16k"], arch={"panns-cnn14-16k": P.TINY}):
         assert newly_available(rec) == ["fd", "kl", "kl:sigmoid"]
-        args = ["run", "--method", "lir", "--dataset", "tiny-speech", "--runs", str(runs), "--no-leaderboard"]
+        args = ["run", "--method", "lir", "--dataset", "tiny-speech", "--no-references", "--runs", str(runs),
+                "--no-leaderboard"]
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, result.output
         assert ("1 skipped cell(s) recorded fd, kl, kl:sigmoid as unavailable and the weights are found now; "
