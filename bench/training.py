@@ -19,6 +19,18 @@ import numpy as np
 log = logging.getLogger("bench.training")
 
 
+def split_by_group(groups: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out ``fraction`` of the stimuli (not samples), so repeats of one stimulus stay together."""
+    n = len(groups)
+    if fraction <= 0:
+        return np.arange(n), np.arange(0)
+    unique = np.unique(np.asarray(groups, dtype=str))
+    n_val = max(1, int(round(fraction * len(unique)))) if len(unique) > 1 else 0
+    val_groups = set(rng.permutation(unique)[:n_val].tolist())
+    is_val = np.array([g in val_groups for g in np.asarray(groups, dtype=str)])
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
 @dataclass
 class TrainConfig:
     """epochs: maximum passes over the training samples; batch_size: samples per optimizer step

@@ -402,10 +402,9 @@ def fit_acoustic_stage(train, *, config: AcousticConfig, device: str = "cpu", ra
     import torch
 
     from bench.ridge import SelectiveRidge
-    from bench.training import TrainConfig, fit_model
+    from bench.training import TrainConfig, fit_model, split_by_group
     from methods.base import set_seed
-    from methods.mlp import _split_by_group
-
+    
     cfg = config
     rng = set_seed(random_state)
     if backbones is None:
@@ -484,7 +483,7 @@ def fit_acoustic_stage(train, *, config: AcousticConfig, device: str = "cpu", ra
                 loss = loss + cfg.mel_weight * (mse(m_upp, target) + mse(m_rec, target))
         return loss
 
-    train_idx, val_idx = _split_by_group(train.stim_id, cfg.validation_fraction, rng)
+    train_idx, val_idx = split_by_group(train.stim_id, cfg.validation_fraction, rng)
     tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                        grad_accum=cfg.grad_accum, patience=cfg.patience)
     tag = "c2f-acoustic" + ("" if cfg.use_semantic else "-nosem")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench.networks.vocoder import VOCODER_PARAM_VALUES
+from bench.training import split_by_group
 from methods.base import Boolean, Interval, ListOf, Options
 from methods.direct import DirectMelDecoder
 
@@ -101,7 +102,7 @@ class MLP(DirectMelDecoder):
         self.y_scale_ = np.where(y_std > 0, y_std, 1.0).astype(np.float32)
         Yz = (Y - self.y_mean_) / self.y_scale_
 
-        train_idx, val_idx = _split_by_group(groups, self.validation_fraction if self.early_stopping else 0.0, rng)
+        train_idx, val_idx = split_by_group(groups, self.validation_fraction if self.early_stopping else 0.0, rng)
         dev = torch.device(self.device_)
         Xt = torch.from_numpy(np.ascontiguousarray(X)).to(dev)
         Yt = torch.from_numpy(np.ascontiguousarray(Yz, dtype=np.float32)).to(dev)
@@ -165,14 +166,3 @@ class MLP(DirectMelDecoder):
     def describe_components(self):
         return {"regressor": "torch MLP " + "x".join(str(h) for h in self.hidden_layer_sizes), "vocoder": self.vocoder}
 
-
-def _split_by_group(groups: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Hold out ``fraction`` of the stimuli (not samples), so repeats of one stimulus stay together."""
-    n = len(groups)
-    if fraction <= 0:
-        return np.arange(n), np.arange(0)
-    unique = np.unique(np.asarray(groups, dtype=str))
-    n_val = max(1, int(round(fraction * len(unique)))) if len(unique) > 1 else 0
-    val_groups = set(rng.permutation(unique)[:n_val].tolist())
-    is_val = np.array([g in val_groups for g in np.asarray(groups, dtype=str)])
-    return np.flatnonzero(~is_val), np.flatnonzero(is_val)

@@ -20,7 +20,6 @@ import numpy as np
 from bench.networks.vocoder import VOCODER_PARAM_VALUES
 from methods.base import TRAINING_CONSTRAINTS, Interval, Options
 from methods.direct import DirectMelDecoder
-from methods.mlp import _split_by_group
 
 _COMMON_CONSTRAINTS = {
     "d_model": Interval(low=8, integer=True),
@@ -39,7 +38,7 @@ class _SeqDecoder(DirectMelDecoder):
     def _fit_regressor(self, X, Y, *, rng, groups, progress):
         import torch
 
-        from bench.training import TrainConfig, fit_model
+        from bench.training import TrainConfig, fit_model, split_by_group
 
         n_mels, n_frames = self.mel_shape_
         mel = Y.reshape(len(Y), n_mels, n_frames).transpose(0, 2, 1)  # (n, T, 64)
@@ -51,7 +50,7 @@ class _SeqDecoder(DirectMelDecoder):
         Yt = torch.from_numpy(np.ascontiguousarray((mel - self.y_mean_) / self.y_scale_, dtype=np.float32)).to(dev)
         torch.manual_seed(int(rng.integers(2**31)))
         self.net_ = self._network(X.shape[1], n_frames, n_mels).to(dev)
-        train_idx, val_idx = _split_by_group(groups, self.validation_fraction, rng)
+        train_idx, val_idx = split_by_group(groups, self.validation_fraction, rng)
 
         def loss_fn(model, idx, train):
             return torch.nn.functional.mse_loss(model(Xt[idx]).float(), Yt[idx])
