@@ -1,8 +1,10 @@
 """Registered reconstruction methods. Targets are lazy, so listing methods imports no torch."""
 
 from bench.registry import Registry
+from methods.base import check_method_class
 
-METHODS: Registry = Registry("method")
+# A class registered under a key must be a Method whose ``name`` is that key (checked on first lookup).
+METHODS: Registry = Registry("method", check=check_method_class)
 
 METHODS.register("lir", "methods.lir:LiR")
 METHODS.register("mlp", "methods.mlp:MLP")

@@ -132,10 +132,10 @@ def test_bad_inputs_are_one_line_errors(tiny_catalogue, runs):
         plan_cells(["lir"], ["tiny-sond"], None, [0], "tiny")
     with pytest.raises(BenchError, match="subject.*sim09.*not in tiny-sound"):
         plan_cells(["lir"], ["tiny-sound"], ["sim09"], [0], "tiny")
-    with pytest.raises(BenchError, match="parameter 'max_epochs' must be an int"):
-        run_cell(Cell("mlp", "tiny-sound", "sim01", 0, "tiny", overrides=(("max_epochs", "ten"),)), runs=runs)
-    with pytest.raises(BenchError, match="has no parameter 'epochs'"):
-        run_cell(Cell("mlp", "tiny-sound", "sim01", 0, "tiny", overrides=(("epochs", 3),)), runs=runs)
+    with pytest.raises(BenchError, match="parameter 'epochs' must be an int"):
+        run_cell(Cell("mlp", "tiny-sound", "sim01", 0, "tiny", overrides=(("epochs", "ten"),)), runs=runs)
+    with pytest.raises(BenchError, match="has no parameter 'n_epochs'"):
+        run_cell(Cell("mlp", "tiny-sound", "sim01", 0, "tiny", overrides=(("n_epochs", 3),)), runs=runs)
     with pytest.raises(BenchError, match="brain2sound is not prepared.*bench data prepare brain2sound"):
         run_cell(Cell("lir", "brain2sound", "S1", 0, "tiny"), runs=runs)
 
@@ -159,11 +159,11 @@ def test_corrupt_record_and_prepared_file_are_named(tiny_catalogue, runs, sessio
 
 
 def test_grid_expands_every_combination(tiny_catalogue):
-    cells = plan_cells(["mlp"], ["tiny-speech"], None, [0], "tiny", overrides={"max_epochs": 2},
+    cells = plan_cells(["mlp"], ["tiny-speech"], None, [0], "tiny", overrides={"epochs": 2},
                        grid={"alpha": [1e-4, 1e-3], "batch_size": [16, 32]})
     combos = {c.overrides for c in cells}
     assert len(cells) == 4 and len(combos) == 4
-    assert all(dict(c.overrides)["max_epochs"] == 2 for c in cells)
+    assert all(dict(c.overrides)["epochs"] == 2 for c in cells)
     from bench.runner import resolve_config
 
     hashes = {json.dumps(resolve_config(c), sort_keys=True) for c in cells}

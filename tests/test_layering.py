@@ -96,9 +96,9 @@ def test_every_bench_module_has_a_layer():
 
 
 def test_the_scanner_sees_function_level_and_from_package_imports():
-    # methods/__init__ imports bench.registry at the top; methods.direct imports bench.device inside fit
+    # methods/__init__ imports bench.registry at the top; methods.base imports bench.device inside fit
     assert "bench.registry" in GRAPH["methods"]
-    assert "bench.device" in GRAPH["methods.direct"]
+    assert "bench.device" in GRAPH["methods.base"]
     assert "bench.networks.vocoder" in GRAPH["methods.base"]  # a function-level `from ... import`
 
 
