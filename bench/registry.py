@@ -63,7 +63,10 @@ class Registry(Generic[T]):
                 target = self._targets[name]
                 if isinstance(target, str):
                     module_name, _, attr = target.partition(":")
-                    target = getattr(importlib.import_module(module_name), attr)
+                    try:
+                        target = getattr(importlib.import_module(module_name), attr)
+                    except (ImportError, AttributeError) as exc:
+                        raise BenchError(f"{self.kind} {name!r}: cannot load {target!r} ({type(exc).__name__}: {exc})") from None
                     if self._check is not None:
                         self._check(name, target)
                     self._targets[name] = target
