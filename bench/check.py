@@ -54,13 +54,9 @@ def collect_smoke_values(runs: Path, data_root=None, progress: bool = False, ech
         c = o.cell
         key = f"{c.dataset}/{c.method}/{c.subject}/seed{c.seed}"
         values[key] = {
-            m: (None if v["status"] != "ok" else _as_float(v["value"])) for m, v in sorted(o.record["metrics"].items())
+            m: (None if v["status"] != "ok" else float(v["value"])) for m, v in sorted(o.record["metrics"].items())
         }
     return values
-
-
-def _as_float(v) -> float:
-    return float(v)
 
 
 def compare(golden: dict, current: dict) -> list[Drift]:

@@ -121,8 +121,6 @@ def run(
     cells = plan_cells(methods, datasets, subj, _parse_seeds(seeds), profile, scale, _parse_sets(set_), data_root,
                        grid=grid_values)
     rdir = runs_dir(runs)
-    from tqdm.auto import tqdm
-
     summary = run_cells(cells, runs=rdir, data_root=data_root, device=device, overwrite=overwrite,
                         error_score=error_score, progress=sys.stderr.isatty(), echo=_echo_line)
     typer.echo(f"{summary.count('done')} done, {summary.count('skipped')} skipped, {summary.count('failed')} failed; records in {rdir}")

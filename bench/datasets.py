@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bench.data import ClipTable, Split, data_root, prepared_dir, read_clips, read_manifest, read_split, write_prepared
 from bench.errors import BenchError, NotPreparedError
 

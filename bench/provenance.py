@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-PACKAGES = ("brain2audio-bench", "torch", "numpy", "scipy", "scikit-learn", "pandas", "diffusers", "transformers")
+PACKAGES = ("brain2audio-bench", "torch", "numpy", "scipy", "scikit-learn", "diffusers", "transformers")
 
 
 @functools.lru_cache(maxsize=1)
