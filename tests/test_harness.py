@@ -37,6 +37,7 @@ def test_load_split_contract(tiny_catalogue):
     assert prompt.n_samples == 4
 
 
+@pytest.mark.slow
 def test_run_writes_record_with_provenance_and_skips_rerun(tiny_catalogue, runs):
     cell = Cell("lir", "tiny-sound", "sim01", 0, "tiny")
     first = run_cell(cell, runs=runs)
@@ -55,11 +56,16 @@ def test_run_writes_record_with_provenance_and_skips_rerun(tiny_catalogue, runs)
     assert pred["audio"].shape == (rec["dataset"]["n_test"], 64000)
     again = run_cell(cell, runs=runs)
     assert again.status == "skipped" and again.path == first.path
-    mtime = first.path.stat().st_mtime_ns
+    assert again.record["config_hash"] == rec["config_hash"]
+    first.path.write_text(json.dumps({"stale": True}))  # a skip would keep this; --overwrite must replace it
     redo = run_cell(cell, runs=runs, overwrite=True)
-    assert redo.status == "done" and redo.path.stat().st_mtime_ns >= mtime
+    assert redo.status == "done" and redo.path == first.path
+    rewritten = json.loads(redo.path.read_text())
+    assert "stale" not in rewritten and rewritten["config_hash"] == rec["config_hash"]
+    assert rewritten["metrics"]["pcc"]["per_sample"] == rec["metrics"]["pcc"]["per_sample"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers_different_seed_differs(tiny_catalogue, runs, tmp_path):
     a = run_cell(Cell("mlp", "tiny-speech", "sim01", 0, "tiny"), runs=runs)
     b = run_cell(Cell("mlp", "tiny-speech", "sim01", 0, "tiny"), runs=tmp_path / "other")
@@ -69,6 +75,7 @@ def test_same_seed_same_numbers_different_seed_differs(tiny_catalogue, runs, tmp
     assert a.record["metrics"]["pcc"]["per_sample"] != c.record["metrics"]["pcc"]["per_sample"]
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_with_nothing_lost(tiny_catalogue, runs, monkeypatch):
     cells = plan_cells(["lir"], ["tiny-sound"], None, [0], "tiny")
     assert [c.subject for c in cells] == ["sim01", "sim02"]
@@ -108,6 +115,7 @@ def test_error_score_nan_skips_crashing_cell(tiny_catalogue, runs, monkeypatch):
     assert summary.count("failed") == 1 and "solver exploded" in summary.outcomes[0].error
 
 
+@pytest.mark.slow
 def test_leaderboard_is_byte_identical_and_laid_out(tiny_catalogue, runs, tmp_path):
     from bench.leaderboard import build_tables, write_leaderboards
 
