@@ -30,7 +30,7 @@ SHIPPED = ["bench/datasets.yaml", "bench/golden/smoke.json", "bench/py.typed", "
 def wheel(tmp_path_factory) -> Path:
     src = tmp_path_factory.mktemp("src") / "tree"
     shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "runs", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".benchmarks"))
+        ".git", ".venv", ".cache", "runs", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".benchmarks"))
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
                     str(src)], check=True, capture_output=True, text=True)

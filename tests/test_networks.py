@@ -225,6 +225,7 @@ transformers = pytest.importorskip("transformers")
 from bench.networks import clap as C  # noqa: E402
 
 
+@pytest.mark.slow
 def test_clap_full_size_layout_conversion_and_forward():
     model = C.build_model()
     m = dict(manifest(model))
