@@ -196,3 +196,14 @@ def test_no_module_imports_another_modules_private_names():
                 bad += [f"{module}: from {node.module} import {a.name}" for a in node.names
                         if a.name.startswith("_") and not a.name.startswith("__")]
     assert not bad, bad
+
+
+def test_no_class_is_built_inside_a_function():
+    """Classes live at module level, so they pickle, work with isinstance and are documented; laziness comes from
+    the registries' lazy targets instead."""
+    nested = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                nested += [f"{module}.{node.name}: class {sub.name}" for sub in ast.walk(node) if isinstance(sub, ast.ClassDef)]
+    assert not nested, nested
