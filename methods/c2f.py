@@ -234,7 +234,7 @@ def n_patch_for(split, mae_config) -> int:
 
 @dataclass
 class AcousticConfig:
-    """The acoustic stage's settings: C2FDecoder's parameters of the same names (its profiles hold the values)."""
+    """The acoustic stage's settings: C2FDecoder's parameters of the same names (its __init__ defaults and profiles hold the values)."""
 
     backbone: str
     semantic_alpha: float
