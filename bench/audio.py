@@ -36,6 +36,12 @@ _MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
 _LOGSTEP = math.log(6.4) / 27.0
 
 
+def hz_to_mel_htk(freq):
+    """The HTK (and Kaldi) mel scale, 1127 ln(1 + f / 700), float64 (numpy array or float in Hz). Used by
+    Kaldi's fbank (``bench.fbank``) and VGGish's filterbank (``bench.networks.vggish``)."""
+    return 1127.0 * np.log1p(np.asarray(freq, dtype=np.float64) / 700.0)
+
+
 def _hz_to_mel(freqs: np.ndarray) -> np.ndarray:
     freqs = np.asarray(freqs, dtype=np.float64)
     mels = freqs / _F_SP

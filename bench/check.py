@@ -2,13 +2,14 @@
 
 The smoke configuration is fixed here (simulated datasets, tiny profile, one subject, seed 0, CPU)
 so a change in any method, metric or the simulator shows up as a readable diff and a non-zero exit.
-Golden values live in ``leaderboards/golden/smoke.json``; ``bench check --update`` rewrites them.
+Golden values live in ``bench/golden/smoke.json`` (``leaderboards/golden/smoke.json`` in a checkout); ``bench check --update`` rewrites them.
 """
 
 from __future__ import annotations
 
 import math
 import tempfile
+from importlib import resources
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,8 @@ SMOKE = {
     "profile": "tiny",
     "device": "cpu",
 }
-GOLDEN_FILE = Path(__file__).resolve().parent.parent / "leaderboards" / "golden" / "smoke.json"
+# Shipped in the package; in a checkout leaderboards/golden/smoke.json is a symlink to it.
+GOLDEN_FILE = Path(str(resources.files("bench") / "golden" / "smoke.json"))
 
 
 @dataclass
@@ -52,13 +54,9 @@ def collect_smoke_values(runs: Path, data_root=None, progress: bool = False, ech
         c = o.cell
         key = f"{c.dataset}/{c.method}/{c.subject}/seed{c.seed}"
         values[key] = {
-            m: (None if v["status"] != "ok" else _as_float(v["value"])) for m, v in sorted(o.record["metrics"].items())
+            m: (None if v["status"] != "ok" else float(v["value"])) for m, v in sorted(o.record["metrics"].items())
         }
     return values
-
-
-def _as_float(v) -> float:
-    return float(v)
 
 
 def compare(golden: dict, current: dict) -> list[Drift]:
@@ -123,7 +121,8 @@ def run_check(
         with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
             current = collect_smoke_values(Path(tmp), data_root=data_root, progress=progress, echo=echo)
     if update:
-        write_json(golden_file, {"smoke": SMOKE, "values": current})
+        # resolved: an atomic rename onto a symlink would replace the link, not the file it points to
+        write_json(golden_file.resolve(), {"smoke": SMOKE, "values": current})
         echo(f"golden values written to {golden_file} ({sum(len(v) for v in current.values())} metrics)")
         return 0
     drifts = compare(golden["values"], current)

@@ -6,6 +6,7 @@ User errors (``BenchError``) print one line on stderr and exit with status 2, no
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -82,7 +83,7 @@ def _parse_seeds(spec: str) -> list[int]:
 
 @app.command()
 def run(
-    method: str = typer.Option(..., "--method", "-m", help="Method name, comma list, or 'all'."),
+    method: str = typer.Option(..., "--method", "-m", help="Method name, comma list, 'all', or a class of your own: package.module:ClassName."),
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name, comma list, or group (sim, paper, all)."),
     subjects: Optional[str] = typer.Option(None, "--subjects", help="Comma-separated subjects (default: all)."),
     seeds: str = typer.Option("0", "--seeds", help="Comma-separated seeds."),
@@ -105,7 +106,7 @@ def run(
     """Train, predict, score and record every (method, dataset, subject, seed) cell; finished cells are skipped."""
     from bench.datasets import resolve_datasets
     from bench.runner import RunInterrupted, plan_cells, run_cells, runs_dir, warnings_line
-    from methods import METHODS
+    from methods import resolve_methods
 
     if profile not in ("tiny", "paper"):
         raise BenchError(f"--profile must be tiny or paper, got {profile!r}")
@@ -115,7 +116,9 @@ def run(
     from bench.device import resolve_device
 
     resolve_device(device)  # an unknown device, or cuda without a GPU, is refused before any work
-    methods = METHODS.resolve_many(method)
+    if ":" in method and "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # `--method mymodule:MyMethod` finds mymodule.py in this folder, as `python -m` would
+    methods = resolve_methods(method)
     datasets = resolve_datasets(dataset, data_root)
     if "all" in (p.strip() for p in dataset.split(",")):
         _echo_all_group(datasets, data_root)

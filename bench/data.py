@@ -31,7 +31,7 @@ from typing import Iterable
 import numpy as np
 
 from bench import SAMPLE_RATE
-from bench.errors import BenchError, NotPreparedError
+from bench.errors import BenchError
 from bench.io import atomic_dir, ensure_writable_dir, read_json
 
 SPLITS = ("train", "test", "prompt")

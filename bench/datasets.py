@@ -10,6 +10,7 @@ import functools
 import importlib
 import logging
 import os
+from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,15 @@ REQUIRED_FIELDS = ("kind", "version", "title", "subjects", "sample_rate", "clip_
 
 
 def catalogue_path() -> Path:
-    """datasets.yaml: ``$BENCH_DATASETS_YAML``, else the one at the repository / install root."""
+    """datasets.yaml: ``$BENCH_DATASETS_YAML``, else the package's own copy.
+
+    The package copy (``bench/datasets.yaml``, shipped in the wheel) is the real file; in a checkout the
+    top-level ``datasets.yaml`` is a symlink to it, so editing either edits the same catalogue.
+    """
     env = os.environ.get(CATALOGUE_ENV)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "datasets.yaml"
+    return Path(str(resources.files("bench") / "datasets.yaml"))
 
 
 @functools.lru_cache(maxsize=4)

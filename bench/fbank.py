@@ -28,6 +28,7 @@ import math
 
 import numpy as np
 
+from bench.audio import hz_to_mel_htk
 from bench.errors import BenchError
 
 from bench import SAMPLE_RATE
@@ -41,11 +42,6 @@ AUDIOMAE_FRAMES = 1024
 AUDIOMAE_MEL_BINS = 128
 
 WINDOWS = ("hanning", "hamming", "povey", "rectangular", "sine", "blackman")
-
-
-def kaldi_mel_scale(freq):
-    """Kaldi's mel scale: 1127 ln(1 + f / 700) (numpy or float, float64)."""
-    return 1127.0 * np.log1p(np.asarray(freq, dtype=np.float64) / 700.0)
 
 
 def kaldi_mel_banks(
@@ -67,8 +63,8 @@ def kaldi_mel_banks(
             f"got low_freq={low_freq!r} high_freq={high_freq!r} (high_freq <= 0 counts from Nyquist)"
         )
     n_fft_bins = padded_window // 2
-    bin_mel = kaldi_mel_scale(np.arange(n_fft_bins) * (sample_rate / padded_window))  # (F,)
-    mel_low, mel_high = kaldi_mel_scale(low_freq), kaldi_mel_scale(high)
+    bin_mel = hz_to_mel_htk(np.arange(n_fft_bins) * (sample_rate / padded_window))  # (F,)
+    mel_low, mel_high = hz_to_mel_htk(low_freq), hz_to_mel_htk(high)
     delta = (mel_high - mel_low) / (num_bins + 1)
     k = np.arange(num_bins, dtype=np.float64)[:, None]
     left, centre, right = mel_low + k * delta, mel_low + (k + 1) * delta, mel_low + (k + 2) * delta

@@ -105,9 +105,3 @@ def write_npz(target: Path, **arrays: np.ndarray) -> None:
     with atomic_path(target) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
-
-
-def write_npy(target: Path, array: np.ndarray) -> None:
-    with atomic_path(target) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, array)

@@ -18,8 +18,6 @@ import numpy as np
 
 from bench.io import write_text
 
-PAPER_COLUMNS = ("pcc", "psnr", "fd", "fad", "kl", "clap")
-
 
 def _fmt(v: float | None, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -111,9 +109,11 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
     from bench.stats import bootstrap_ci, spread
 
     # metric names present, paper columns first, then families (probe:*, ident:*) sorted
+    from metrics.registry import paper_columns
+
     present = sorted({m for r in recs for m in r["metrics"]})
     paper_cols = []
-    for m in PAPER_COLUMNS:
+    for m in paper_columns():
         if m in present or m in METRICS:
             # variants of a paper metric (e.g. kl:sigmoid) sit beside it
             paper_cols += [m] + [v for v in present if v.startswith(m + ":")]
@@ -439,9 +439,12 @@ def _reported(spec: dict, cat: dict, key: str) -> tuple[dict | None, str]:
 
 
 def _reported_table(reported: dict, first: str, metric_spec) -> list[str]:
-    lines = _table_head([first] + [f"{metric_spec(m).label} {_arrow(metric_spec(m).higher_is_better)}" for m in PAPER_COLUMNS])
+    from metrics.registry import paper_columns
+
+    columns = paper_columns()
+    lines = _table_head([first] + [f"{metric_spec(m).label} {_arrow(metric_spec(m).higher_is_better)}" for m in columns])
     for name, vals in reported["rows"].items():
-        lines.append("| " + " | ".join([f"{name} (reported)"] + [_fmt(vals.get(m)) for m in PAPER_COLUMNS]) + " |")
+        lines.append("| " + " | ".join([f"{name} (reported)"] + [_fmt(vals.get(m)) for m in columns]) + " |")
     return lines
 
 

@@ -8,19 +8,24 @@ import subprocess
 import sys
 from pathlib import Path
 
-PACKAGES = ("brain2audio-bench", "torch", "numpy", "scipy", "scikit-learn", "pandas", "diffusers", "transformers")
+PACKAGES = ("brain2audio-bench", "torch", "numpy", "scipy", "scikit-learn", "diffusers", "transformers")
 
 
 @functools.lru_cache(maxsize=1)
 def git_info() -> dict:
-    """sha and dirty flag of the checkout the code runs from ("unknown" outside a git checkout)."""
-    root = Path(__file__).resolve().parent.parent
+    """sha and dirty flag of the checkout the code runs from ("unknown" when this file is not tracked by git,
+    e.g. an installed wheel, even one inside some other repository's folder)."""
+    here = Path(__file__).resolve()
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        tracked = subprocess.run(["git", "ls-files", "--error-unmatch", here.name], cwd=here.parent,
+                                 capture_output=True, text=True, timeout=10)
+        if tracked.returncode != 0:
+            return {"sha": "unknown", "dirty": None}
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here.parent, capture_output=True, text=True, timeout=10)
         if sha.returncode != 0:
             return {"sha": "unknown", "dirty": None}
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here.parent, capture_output=True, text=True, timeout=10
         )
         return {"sha": sha.stdout.strip(), "dirty": bool(status.stdout.strip())}
     except (OSError, subprocess.SubprocessError):

@@ -1,8 +1,9 @@
 """One registry class for methods, metrics and datasets.
 
 Entries can be objects or lazy ``"module:attr"`` strings that are imported on first lookup, so
-listing methods never imports torch. Re-registering a name for a different target is an error, and
-an unknown name suggests the closest ones.
+listing methods never imports torch. Re-registering a name for a different target is an error, an
+entry the registry's ``check`` rejects is an error (when registered as an object, or when a lazy
+target is first imported), and an unknown name suggests the closest ones.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import threading
-from typing import Any, Generic, Iterable, TypeVar
+from typing import Any, Callable, Generic, Iterable, TypeVar
 
 from bench.errors import BenchError
 
@@ -20,8 +21,10 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """A name -> object map with lazy imports, clash errors and typo suggestions."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, check: Callable[[str, Any], None] | None = None):
+        """check(name, obj): raises when ``obj`` may not be registered under ``name``."""
         self.kind = kind
+        self._check = check
         self._targets: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._frozen = False
@@ -36,6 +39,8 @@ class Registry(Generic[T]):
                 old = self._targets.get(name)
                 if old is not None and old is not obj and not _same_target(old, obj):
                     raise ValueError(f"{self.kind} {name!r} is already registered to {old!r}")
+                if self._check is not None and not isinstance(obj, str):
+                    self._check(name, obj)
                 self._targets[name] = obj
             return obj
 
@@ -58,7 +63,12 @@ class Registry(Generic[T]):
                 target = self._targets[name]
                 if isinstance(target, str):
                     module_name, _, attr = target.partition(":")
-                    target = getattr(importlib.import_module(module_name), attr)
+                    try:
+                        target = getattr(importlib.import_module(module_name), attr)
+                    except (ImportError, AttributeError) as exc:
+                        raise BenchError(f"{self.kind} {name!r}: cannot load {target!r} ({type(exc).__name__}: {exc})") from None
+                    if self._check is not None:
+                        self._check(name, target)
                     self._targets[name] = target
         return target
 

@@ -16,9 +16,8 @@ Both take numpy arrays or torch tensors of shape (n_samples, n_voxels) and (n_sa
 compute in ``dtype`` on ``device`` ("cpu" or "cuda[:k]") and expose numpy attributes. On CUDA all
 the work is torch. On CPU the data stay in torch tensors but the BLAS-3 products, the
 eigendecomposition and the elementwise passes run through numpy/scipy (OpenBLAS) on the same
-memory: on the 2-core AMD EPYC development machine that was measured 1.3-3x faster for the products
-(and torch has no syrk), ~6x faster for the float32 eigendecomposition at V = 6,662 (scipy ?syevd
-30-32 s, torch.linalg.eigh 49-195 s) and 2-7x faster for elementwise passes.
+memory, which is faster there than torch's CPU kernels (torch has no syrk; scipy's ?syevd beats
+torch.linalg.eigh); ``benchmarks/test_bench_ridge.py`` measures both solvers against their references.
 """
 
 from __future__ import annotations
@@ -327,8 +326,8 @@ def _few_threads() -> bool:
 
 def _gather_square(G: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """(c, k, k): G[idx[j]][:, idx[j]] for each row j of idx (c, k). On a CPU with few threads, numpy's
-    broadcast fancy indexing, which builds no (c, k, k) index array (1.2-1.9x faster than torch.take on
-    2 threads); torch.take otherwise (multithreaded: 5x faster than the numpy loop on 16 threads)."""
+    broadcast fancy indexing, which builds no (c, k, k) index array and beats torch.take there;
+    torch.take otherwise (multithreaded, it beats the numpy loop)."""
     if G.device.type == "cpu" and _few_threads():
         Gn, In = G.numpy(), idx.numpy()
         out = np.empty((In.shape[0], In.shape[1], In.shape[1]), dtype=Gn.dtype)
@@ -342,8 +341,8 @@ def _gather_square(G: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 def _cholesky_solve_batch(A: torch.Tensor, rhs: torch.Tensor) -> tuple[torch.Tensor, int | None]:
     """Solve A[j] x = rhs[j] for symmetric positive definite A (c, k, k); returns (x (c, k, r), index
     of the first non-positive-definite A or None). A is overwritten. On a CPU with few threads one
-    LAPACK potrf/potrs per matrix (scipy): about 2x faster than torch's batched Cholesky on 2 threads,
-    2.5x slower on 16, where torch's is used."""
+    LAPACK potrf/potrs per matrix (scipy), which beats torch's batched Cholesky there; with many
+    threads torch's batched Cholesky wins and is used."""
     if A.device.type == "cpu" and _few_threads():
         from scipy.linalg.lapack import get_lapack_funcs
 
@@ -485,7 +484,7 @@ class RidgeGCV:
             raise BenchError(f"solver must be 'auto', 'primal' or 'dual', got {self.solver!r}")
         self.solver_ = "dual" if self.solver == "dual" or (self.solver == "auto" and n < V) else "primal"
         if self.solver_ == "dual":
-            return self._fit_dual(Xt, Yt, alphas, x_mean, y_mean, y_m2, inv_s, stage, dev, dt, rows)
+            return self._fit_dual(Xt, Yt, alphas, x_mean, y_mean, inv_s, stage, dev, dt, rows)
 
         # Pass 1: Gram of centred X (upper block triangle), then standardise it in place.
         G = torch.zeros(V, V, dtype=dt, device=dev)
@@ -580,7 +579,7 @@ class RidgeGCV:
             self.gcv_scores_ = mean_gcv.cpu().numpy()
         return best
 
-    def _fit_dual(self, Xt, Yt, alphas, x_mean, y_mean, y_m2, inv_s, stage, dev, dt, rows) -> "RidgeGCV":
+    def _fit_dual(self, Xt, Yt, alphas, x_mean, y_mean, inv_s, stage, dev, dt, rows) -> "RidgeGCV":
         """The kernel form, for n < V. With Xs the standardised X (n, V), K = Xs Xs^T = U diag(lam) U^T and
         B = U^T (Y - ybar): residuals (I - H) y_j = U diag(alpha / (lam + alpha)) B_j, so per output
         RSS = sum_i (alpha / (lam_i + alpha))^2 B_ij^2, tr H = 1 + sum_i lam_i / (lam_i + alpha) (the

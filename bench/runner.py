@@ -363,8 +363,6 @@ def plan_cells(
 
 def grid_overrides(base: tuple, grid: dict[str, list]) -> list[tuple]:
     """Every combination of the ``grid`` values on top of ``base`` overrides (e.g. the paper's Table 3)."""
-    import itertools
-
     combos = [dict(base)]
     for key, values in sorted(grid.items()):
         combos = [{**c, key: v} for c in combos for v in values]

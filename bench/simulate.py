@@ -263,7 +263,7 @@ def _add_note(out, start_s, dur_s, f0, amp, table, attack, decay, release=0.02, 
     out[a : a + n] += env
 
 
-def _tone(t: np.ndarray, f0: np.ndarray, amps: np.ndarray) -> np.ndarray:
+def _tone(f0: np.ndarray, amps: np.ndarray) -> np.ndarray:
     """Additive tone with a time-varying f0 (Hz, per sample); harmonics above 7.5 kHz are dropped."""
     phase = 2 * np.pi * np.cumsum(f0) / SR
     nh = _n_harm(len(amps), float(f0.max()))
@@ -300,7 +300,7 @@ def _sound_animal(rng, n):
         x = t / d
         f0 = f_base * rng.uniform(0.9, 1.1) * 2 ** (sweep * x + bend * np.sin(np.pi * x))
         f0 = f0 * (1 + vib_depth * np.sin(2 * np.pi * vib_rate * t))
-        out[a : a + m] += rng.uniform(0.5, 1.0) * _tone(t, f0, amps) * np.sin(np.pi * x) ** 0.7
+        out[a : a + m] += rng.uniform(0.5, 1.0) * _tone(f0, amps) * np.sin(np.pi * x) ** 0.7
     return out, [math.log2(f_base), math.log2(n_calls / total), math.log2(dur)]
 
 

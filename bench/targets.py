@@ -36,6 +36,3 @@ def vocoder_mels(split) -> np.ndarray:
 
     return clip_targets(split, "vocoder_mel", vocoder_mel)
 
-
-def clear_cache() -> None:
-    _CACHE.clear()

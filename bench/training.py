@@ -1,8 +1,10 @@
-"""A small, shared torch training loop: seeded, device-agnostic, AMP on CUDA, checkpoint and resume.
+"""The one torch training loop of the suite: seeded, device-agnostic, AMP on CUDA, checkpoint and resume,
+early stopping on held-out stimuli (``split_by_group``).
 
-Used by the neural methods. A checkpoint holds the model, optimizer, AMP scaler, epoch, the best
-validation state and the RNG state, keyed by a hash of the training config, so an interrupted
-fit resumes at the last finished epoch and gives the same result as an uninterrupted one.
+Every neural method trains through ``fit_model`` (MLP, BiLSTM, Transformer, the acoustic decoder, the LDM).
+A checkpoint holds the model, optimizer, AMP scaler, epoch, the best validation state and the RNG state,
+keyed by a hash of the training config, so an interrupted fit resumes at the last finished epoch and gives
+the same result as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -19,11 +21,26 @@ import numpy as np
 log = logging.getLogger("bench.training")
 
 
+def split_by_group(groups: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out ``fraction`` of the stimuli (not samples), so repeats of one stimulus stay together."""
+    n = len(groups)
+    if fraction <= 0:
+        return np.arange(n), np.arange(0)
+    unique = np.unique(np.asarray(groups, dtype=str))
+    n_val = max(1, int(round(fraction * len(unique)))) if len(unique) > 1 else 0
+    val_groups = set(rng.permutation(unique)[:n_val].tolist())
+    is_val = np.array([g in val_groups for g in np.asarray(groups, dtype=str)])
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
 @dataclass
 class TrainConfig:
     """epochs: maximum passes over the training samples; batch_size: samples per optimizer step
-    (per accumulation step when ``grad_accum`` > 1); patience: epochs without validation
-    improvement before stopping (0 = never stop early); amp: mixed precision, used on CUDA only."""
+    (per accumulation step when ``grad_accum`` > 1); lr, weight_decay: AdamW's (weight_decay 0 is Adam);
+    patience: epochs without improvement of the monitored loss (validation loss, or the training loss
+    when there is no validation set) before stopping (0 = never stop early); tol: an epoch improves when
+    its loss is below best - tol * |best|; amp: mixed precision, used on CUDA only; grad_clip: maximum
+    gradient norm (0 = no clipping)."""
 
     epochs: int
     batch_size: int
@@ -33,6 +50,7 @@ class TrainConfig:
     patience: int = 0
     amp: bool = True
     grad_clip: float = 1.0
+    tol: float = 0.0
 
     def digest(self, extra: dict | None = None) -> str:
         blob = json.dumps({**asdict(self), **(extra or {})}, sort_keys=True, default=str)
@@ -115,7 +133,7 @@ def fit_model(
                         for i in range(0, len(val_t), cfg.batch_size)]
             monitor = sum(vals) / len(val_t)
             state["val_loss"].append(monitor)
-        if monitor < state["best"]:
+        if monitor < state["best"] - cfg.tol * abs(state["best"]) or state["best_epoch"] < 0:
             state.update(best=monitor, best_epoch=epoch, stall=0)
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:

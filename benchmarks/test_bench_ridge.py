@@ -1,4 +1,4 @@
-"""Benchmarks: RidgeGCV at the paper's size, SelectiveRidge against fastl2lir.
+"""Benchmarks: RidgeGCV at the paper's size and against scikit-learn's RidgeCV, SelectiveRidge against fastl2lir.
 
 Not part of the normal test run (``testpaths`` is ``tests``). Run with::
 
@@ -19,6 +19,16 @@ Groups
 - ``lir-music-size``: X 4,800 x 60,784 -> 9,664 (Brain2Music): RidgeGCV.fit in its kernel form and
   sklearn Ridge(alpha=1e3).fit; asserts the dual solver and peak RSS < 8 GiB (the primal Gram alone
   would be 14.8 GB).
+- ``lir-vs-ridgecv``: LiR's alpha selection against the tool a user would pick instead, scikit-learn's
+  ``RidgeCV(alphas=<the same 7>)``, on the same arrays in the same run: X 14,400 x 6,662 (z-scored, as LiR
+  hands it to RidgeGCV with ``standardize_X=False``) -> 2,048 outputs of X W + noise with a different
+  noise level per output (so the per-output alphas differ). RidgeGCV and RidgeCV each with
+  ``alpha_per_target=False`` (LiR's default) and ``True``; time and peak RSS of each, and the share of
+  outputs where the two chose the same alpha (RidgeGCV minimises GCV, RidgeCV the exact leave-one-out
+  error, so they may differ; recorded, not asserted). The outputs are 2,048 rather than the paper's
+  25,664 because RidgeCV works in float64 and holds several (n, m) float64 arrays per alpha: at 25,664
+  outputs it would need about 12 GB, which does not fit beside the other users of a shared 24 GiB
+  machine; every cost here grows linearly in m.
 - ``selective-ridge``: X 14,400 x 6,662 -> 512 outputs, n_feat 500, alpha 100: SelectiveRidge
   against fastl2lir.FastL2LiR().fit (its defaults: float64). Asserts a speed-up >= 3 and
   max |coef - W|, |intercept - b| < 1e-4.
@@ -36,6 +46,10 @@ Xeon host of a lent H200 machine (benchmarks/results/): RidgeGCV 12.9 s = 4.7 x 
 SelectiveRidge 2.46 s vs fastl2lir 8.62 s = 3.5 x (passes). lir-music-size on the 2-core machine:
 RidgeGCV (dual) 76.5 s, peak 5.31 GiB (kernel 14.0 s, eigh 9.8 s, weights X^T (U D B) 47.0 s); sklearn
 Ridge(alpha=1e3) 63.2 s, 7.31 GiB.
+
+Only the RidgeCV comparison (several minutes on 2 cores: RidgeCV takes an SVD of X in float64)::
+
+    BENCH_QUIET_WAIT=60 .venv/bin/python -m pytest benchmarks/test_bench_ridge.py -k alpha_selection --benchmark-only -s
 
 Environment
 - ``BENCH_SCALE`` (default 1): multiplies n, V, the outputs and n_feat, e.g. 0.25 for a quick look.
@@ -60,6 +74,7 @@ import numpy as np
 import pytest
 
 SCALE = float(os.environ.get("BENCH_SCALE", "1"))
+ALPHAS = tuple(10.0**k for k in range(0, 7))  # LiR's 7 alphas (methods.lir)
 FULL = SCALE == 1.0
 REPO = Path(__file__).resolve().parents[1]
 GIB = 2**30
@@ -74,6 +89,7 @@ def _sizes() -> dict:
         "V": s(6_662),
         "m": s(25_664),
         "m_sel": s(512),
+        "m_cv": s(2_048),
         "n_feat": max(1, round(500 * SCALE)),
         # Brain2Music: 4,800 training samples, sub-001's 60,784 voxels, the 64 x 151 vocoder mel
         "n_music": s(4_800),
@@ -96,7 +112,14 @@ def _child(task: str, params: dict) -> None:
         params = dict(params, n=params["n_music"], V=params["V_music"], m=params["m_music"])
     n, V = params["n"], params["V"]
     X = rng.standard_normal((n, V), dtype=np.float32)
-    if task in ("selective", "fastl2lir"):
+    if task.startswith(("gcv_", "ridgecv_")):
+        X -= X.mean(axis=0)
+        X /= X.std(axis=0)
+        m = params["m_cv"]
+        Y = X @ (rng.standard_normal((V, m), dtype=np.float32) / np.float32(np.sqrt(V)))
+        # noise from 0.3x to 30x the signal's scale, so the best alpha differs between outputs
+        Y += rng.standard_normal(Y.shape, dtype=np.float32) * np.logspace(-0.5, 1.5, m, dtype=np.float32)
+    elif task in ("selective", "fastl2lir"):
         m = params["m_sel"]
         # Each output is driven by 20 voxels plus noise, so the correlation ranking matters.
         W_true = np.zeros((V, m), dtype=np.float32)
@@ -115,6 +138,8 @@ def _child(task: str, params: dict) -> None:
 
     if task.startswith("sklearn"):
         from sklearn.linear_model import Ridge
+    if task.startswith("ridgecv_"):
+        from sklearn.linear_model import RidgeCV
     if task == "fastl2lir":
         import fastl2lir
     warm = torch.ones(64, 64)
@@ -146,6 +171,15 @@ def _child(task: str, params: dict) -> None:
         out.update(alpha=model.alpha_, stages=model.timings_, solver=model.solver_)
     elif task in ("sklearn", "sklearn_music"):
         Ridge(alpha=1e3).fit(X, Y)
+    elif task in ("gcv_global", "gcv_per_target"):
+        model = RidgeGCV(alphas=ALPHAS, alpha_per_target=task == "gcv_per_target", standardize_X=False).fit(X, Y)
+        out["fit_s"] = time.perf_counter() - t0
+        out["stages"] = model.timings_
+        np.save(params["out"] + "_alpha.npy", np.broadcast_to(np.asarray(model.alpha_, dtype=np.float64), (Y.shape[1],)))
+    elif task in ("ridgecv_global", "ridgecv_per_target"):
+        model = RidgeCV(alphas=ALPHAS, alpha_per_target=task == "ridgecv_per_target").fit(X, Y)
+        out["fit_s"] = time.perf_counter() - t0
+        np.save(params["out"] + "_alpha.npy", np.broadcast_to(np.asarray(model.alpha_, dtype=np.float64), (Y.shape[1],)))
     elif task == "selective":
         model = SelectiveRidge(alpha=params["alpha"], n_feat=params["n_feat"]).fit(X, Y)
         out["fit_s"] = time.perf_counter() - t0
@@ -260,6 +294,8 @@ def _run(benchmark, task: str, params: dict) -> dict:
     res["inputs_rss_gib"] = res.pop("inputs_rss_kib") * 1024 / GIB
     benchmark.extra_info.update(res)
     shape = ("n_music", "V_music", "m_music") if task.endswith("_music") else ("n", "V")
+    if task.startswith(("gcv_", "ridgecv_")):
+        shape = ("n", "V", "m_cv")
     benchmark.extra_info.update(scale=SCALE, **{k: params[k] for k in shape if k in params})
     return res
 
@@ -314,6 +350,37 @@ def test_sklearn_ridge_fit_more_voxels_than_samples(benchmark):
     res = _run(benchmark, "sklearn_music", _params())
     if "ridgegcv_music" in _RESULTS:
         benchmark.extra_info["ridgegcv_over_sklearn"] = _RESULTS["ridgegcv_music"]["fit_s"] / res["fit_s"]
+
+
+@pytest.mark.benchmark(group="lir-vs-ridgecv")
+@pytest.mark.parametrize("per_target", [False, True], ids=["one-alpha", "alpha-per-target"])
+def test_ridgegcv_alpha_selection(benchmark, tmp_path_factory, per_target):
+    """RidgeGCV as LiR runs it (X z-scored, standardize_X=False), 7 alphas by GCV."""
+    task = "gcv_per_target" if per_target else "gcv_global"
+    out = str(tmp_path_factory.getbasetemp() / task)
+    res = _run(benchmark, task, _params(out=out))
+    _RESULTS[task] = dict(res, out=out)
+
+
+@pytest.mark.benchmark(group="lir-vs-ridgecv")
+@pytest.mark.parametrize("per_target", [False, True], ids=["one-alpha", "alpha-per-target"])
+def test_sklearn_ridgecv_alpha_selection(benchmark, tmp_path_factory, per_target):
+    """sklearn's RidgeCV(alphas=<the same 7>, alpha_per_target=...) on the same arrays (efficient LOO)."""
+    task = "ridgecv_per_target" if per_target else "ridgecv_global"
+    out = str(tmp_path_factory.getbasetemp() / task)
+    res = _run(benchmark, task, _params(out=out))
+    ours = _RESULTS.get("gcv_per_target" if per_target else "gcv_global")
+    if ours is None:
+        pytest.skip("run test_ridgegcv_alpha_selection in the same session for the comparison")
+    same = np.load(out + "_alpha.npy") == np.load(ours["out"] + "_alpha.npy")
+    benchmark.extra_info.update(
+        ridgegcv_fit_s=ours["fit_s"], ridgegcv_peak_rss_gib=ours["peak_rss_gib"],
+        ridgecv_over_ridgegcv_time=res["fit_s"] / ours["fit_s"],
+        ridgecv_over_ridgegcv_peak_rss=res["peak_rss_gib"] / ours["peak_rss_gib"],
+        same_alpha_fraction=float(same.mean()),
+    )
+    print(f"\n{task}: RidgeCV {res['fit_s']:.1f} s, {res['peak_rss_gib']:.2f} GiB; RidgeGCV {ours['fit_s']:.1f} s, "
+          f"{ours['peak_rss_gib']:.2f} GiB; same alpha for {same.mean():.1%} of {same.size} outputs")
 
 
 @pytest.mark.benchmark(group="selective-ridge")

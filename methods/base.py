@@ -1,8 +1,11 @@
 """The method contract: a class with ``fit(train)`` and ``predict(test) -> Reconstruction``.
 
-Like scikit-learn estimators, ``__init__`` only stores hyperparameters; ``fit`` validates them
-against ``param_constraints`` (one dict per class, so the CLI and the tests show the same
-messages), learns, and returns ``self``. Randomness comes only from ``random_state``.
+Like scikit-learn estimators, ``__init__`` only stores hyperparameters, and its defaults are the only
+defaults: a profile (``tiny``, ``paper``) states only the parameters it changes. ``Method.fit`` does the
+bookkeeping around the subclass's ``_fit``: it validates the parameters against ``param_constraints``
+(one dict per class, so the CLI and the tests show the same messages), resolves the device, records
+``random_state_`` and ``work_dir_``, calls ``_fit`` and marks the method fitted. Subclasses implement
+``_fit`` (overriding ``fit`` is an error at class creation). Randomness comes only from ``random_state``.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 from numbers import Integral, Real
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -101,24 +104,47 @@ class Boolean:
 
 
 class Method:
-    """Base class. Subclasses set ``name``, ``profiles`` and ``param_constraints``."""
+    """Base class. Subclasses set ``name`` (their registry key), ``profiles`` and ``param_constraints`` and
+    implement ``_fit(train, *, progress)`` and ``predict(test)``."""
 
     name: ClassVar[str] = ""
     display_name: ClassVar[str] = ""
     profiles: ClassVar[dict[str, dict[str, Any]]] = {}
     param_constraints: ClassVar[dict[str, Any]] = {}
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        where = f"{cls.__module__}.{cls.__qualname__}"
+        if "fit" in cls.__dict__:
+            raise TypeError(f"{where} overrides fit(); implement _fit(train, *, progress) instead "
+                            "(Method.fit validates parameters and marks the method fitted around it)")
+        params = set(cls.param_names())
+        for profile, values in cls.profiles.items():
+            unknown = sorted(set(values) - params)
+            if unknown:
+                raise TypeError(f"{where}: profile {profile!r} sets {unknown}, which are not __init__ parameters")
+        unknown = sorted(set(cls.param_constraints) - params)
+        if unknown:
+            raise TypeError(f"{where}: param_constraints names {unknown}, which are not __init__ parameters")
+
     # -- sklearn-style parameter handling ---------------------------------------------------
     @classmethod
     def param_names(cls) -> list[str]:
         sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
+        return [k for k, p in sig.parameters.items() if k != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The ``__init__`` defaults: the one place a parameter's default value is written."""
+        sig = inspect.signature(cls.__init__)
+        return {k: p.default for k, p in sig.parameters.items() if k in cls.param_names() and p.default is not p.empty}
 
     def get_params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.param_names()}
 
     @classmethod
     def from_profile(cls, profile: str, overrides: dict[str, Any] | None = None) -> "Method":
+        """The ``__init__`` defaults, changed by the profile's entries, then by ``overrides`` (``--set``)."""
         if profile not in cls.profiles:
             raise BenchError(f"method {cls.name} has no profile {profile!r}; choose from {', '.join(cls.profiles)}")
         params = dict(cls.profiles[profile])
@@ -151,11 +177,28 @@ class Method:
 
     # -- the contract ------------------------------------------------------------------------
     def fit(self, train, *, device: str = "cpu", random_state: int = 0, progress: bool = False, work_dir=None) -> "Method":
-        """Learn from ``train``. ``work_dir``: a folder for checkpoints (resume after interruption)."""
-        raise NotImplementedError
+        """Validate the parameters, learn from ``train`` (the subclass's ``_fit``) and return ``self``, fitted.
+
+        device: auto, cpu or cuda (resolved into ``device_``); random_state: the only seed (``random_state_``);
+        work_dir: a folder for checkpoints, so an interrupted fit resumes (``work_dir_``, may be None).
+        """
+        from bench.device import resolve_device
+
+        self.fitted_ = False
+        self.validate_params()
+        self.device_ = resolve_device(device)
+        self.random_state_ = int(random_state)
+        self.work_dir_ = work_dir
+        self._fit(train, progress=progress)
+        self.fitted_ = True
+        return self
+
+    def _fit(self, train, *, progress: bool = False) -> None:
+        """Learn from ``train``; ``self.device_``, ``self.random_state_`` and ``self.work_dir_`` are set."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _fit(train, *, progress)")
 
     def predict(self, test) -> Reconstruction:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement predict(test)")
 
     def target_features(self, split) -> dict[str, np.ndarray]:
         """Ground-truth values of the features this method decodes, by the names ``predict`` uses."""
@@ -164,6 +207,18 @@ class Method:
     def describe_components(self) -> dict[str, Any]:
         """The parts the method is made of (class names, checkpoints), kept in the record."""
         return {}
+
+
+def check_method_class(key: str, cls: Any) -> None:
+    """A registered method must be a ``Method`` subclass whose ``name`` is its registry key."""
+    where = f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', repr(cls))}"
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise BenchError(f"method {key!r} is registered to {where}, which is not a subclass of methods.base.Method")
+    if cls.name != key:
+        raise BenchError(f"method class {where} has name {cls.name!r} but is registered as {key!r}; "
+                         f"set name = {key!r} (records and leaderboards use the name)")
+    if not cls.profiles:
+        raise BenchError(f"method class {where} has no profiles; give it at least profiles = {{'tiny': {{}}}}")
 
 
 def check_fmri(X: np.ndarray, input_name: str = "fmri", n_voxels: int | None = None) -> np.ndarray:
@@ -182,10 +237,11 @@ def check_fmri(X: np.ndarray, input_name: str = "fmri", n_voxels: int | None = N
 
 
 def set_seed(random_state: int) -> np.random.Generator:
-    """Seed torch (if imported) and return a numpy Generator; the only source of randomness."""
-    import torch
+    """Seed torch (if imported: a method that never imports it stays torch-free) and return a numpy Generator."""
+    import sys
 
-    torch.manual_seed(random_state)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(random_state)
     return np.random.default_rng(random_state)
 
 
@@ -200,4 +256,3 @@ TRAINING_CONSTRAINTS = {
     "validation_fraction": Interval(low=0.0, high=0.5),
 }
 
-Factory = Callable[..., Method]

@@ -63,6 +63,8 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import numpy as np
+import torch
+from torch import nn
 
 from bench.errors import BenchError
 from bench.networks.vocoder import VOCODER_PARAM_VALUES
@@ -99,8 +101,6 @@ def fmri_token(Xz: np.ndarray, voxels: np.ndarray, n_token: int = N_TOKEN_VOXELS
 
 def mix_semantic(s_dec, s_gt, p_gt: float, generator=None):
     """Per sample, s_gt replaces s_dec with probability ``p_gt``. Returns (mixed, mask (B,) bool)."""
-    import torch
-
     mask = torch.rand(s_dec.shape[0], generator=generator) < float(p_gt)
     mask = mask.to(s_dec.device)
     return torch.where(mask[:, None], s_gt, s_dec), mask
@@ -116,45 +116,43 @@ def rowwise_pcc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(den > 0, (a * b).sum(1) / np.where(den > 0, den, 1.0), 0.0)
 
 
-def _build_acoustic_decoder(**kwargs):
-    import torch
-    import torch.nn as nn
+class AcousticDecoder(nn.Module):
+    """D^Aco: (fMRI token (B, n_token), semantic (B, semantic_dim) or None) -> c (B, n_patch, out_dim)."""
 
-    from methods.seq import query_transformer
+    def __init__(self, n_patch: int, d_model: int = 768, n_heads: int = 12, n_enc_layers: int = 4,
+                 n_dec_layers: int = 4, semantic_dim: int = SEMANTIC_DIM, n_token: int = N_TOKEN_VOXELS,
+                 out_dim: int = LATENT_DIM, use_semantic: bool = True, dropout: float = 0.1):
+        from methods.seq import query_transformer
 
-    class AcousticDecoder(nn.Module):
-        """D^Aco: (fMRI token (B, n_token), semantic (B, semantic_dim) or None) -> c (B, n_patch, out_dim)."""
+        super().__init__()
+        if d_model % n_heads:
+            raise BenchError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        self.n_patch, self.d_model, self.use_semantic, self.n_token = n_patch, d_model, use_semantic, n_token
+        self.semantic_proj = nn.Linear(semantic_dim, d_model) if use_semantic else None
+        # The paper: the 768 voxels form the fMRI token directly (d_model = 768).
+        self.fmri_proj = nn.Identity() if n_token == d_model else nn.Linear(n_token, d_model)
+        self.token_type = nn.Parameter(torch.randn(1, 2 if use_semantic else 1, d_model) * 0.02)
+        self.encoder, self.queries, self.decoder = query_transformer(
+            d_model, n_heads, n_enc_layers, n_dec_layers, n_patch, dropout)
+        self.head = nn.Linear(d_model, out_dim)
 
-        def __init__(self, n_patch: int, d_model: int = 768, n_heads: int = 12, n_enc_layers: int = 4,
-                     n_dec_layers: int = 4, semantic_dim: int = SEMANTIC_DIM, n_token: int = N_TOKEN_VOXELS,
-                     out_dim: int = LATENT_DIM, use_semantic: bool = True, dropout: float = 0.1):
-            super().__init__()
-            if d_model % n_heads:
-                raise BenchError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
-            self.n_patch, self.d_model, self.use_semantic, self.n_token = n_patch, d_model, use_semantic, n_token
-            self.semantic_proj = nn.Linear(semantic_dim, d_model) if use_semantic else None
-            # The paper: the 768 voxels form the fMRI token directly (d_model = 768).
-            self.fmri_proj = nn.Identity() if n_token == d_model else nn.Linear(n_token, d_model)
-            self.token_type = nn.Parameter(torch.randn(1, 2 if use_semantic else 1, d_model) * 0.02)
-            self.encoder, self.queries, self.decoder = query_transformer(
-                d_model, n_heads, n_enc_layers, n_dec_layers, n_patch, dropout)
-            self.head = nn.Linear(d_model, out_dim)
-
-        def forward(self, x_token, semantic=None):
-            tokens = [self.fmri_proj(x_token)[:, None]]
-            if self.use_semantic:
-                if semantic is None:
-                    raise BenchError("this AcousticDecoder uses a semantic token: pass semantic (B, semantic_dim)")
-                tokens.insert(0, self.semantic_proj(semantic)[:, None])
-            memory = self.encoder(torch.cat(tokens, dim=1) + self.token_type)
-            return self.head(self.decoder(self.queries.expand(x_token.shape[0], -1, -1), memory))
-
-    return AcousticDecoder(**kwargs)
+    def forward(self, x_token, semantic=None):
+        tokens = [self.fmri_proj(x_token)[:, None]]
+        if self.use_semantic:
+            if semantic is None:
+                raise BenchError("this AcousticDecoder uses a semantic token: pass semantic (B, semantic_dim)")
+            tokens.insert(0, self.semantic_proj(semantic)[:, None])
+        memory = self.encoder(torch.cat(tokens, dim=1) + self.token_type)
+        return self.head(self.decoder(self.queries.expand(x_token.shape[0], -1, -1), memory))
 
 
-def AcousticDecoder(n_patch: int, **kwargs):
-    """Build the acoustic decoder (torch nn.Module; see ``_build_acoustic_decoder``); torch imported lazily."""
-    return _build_acoustic_decoder(n_patch=n_patch, **kwargs)
+class C2FTrainable(nn.Module):
+    """What the acoustic stage trains: D^Aco and the AudioMAE (whose decoder is fine-tuned, encoder frozen)."""
+
+    def __init__(self, acoustic: AcousticDecoder, audiomae: nn.Module):
+        super().__init__()
+        self.acoustic = acoustic
+        self.audiomae = audiomae
 
 
 # ----------------------------------------------------------------------------------------------
@@ -236,7 +234,7 @@ def n_patch_for(split, mae_config) -> int:
 
 @dataclass
 class AcousticConfig:
-    """The acoustic stage's settings: C2FDecoder's parameters of the same names (its profiles hold the values)."""
+    """The acoustic stage's settings: C2FDecoder's parameters of the same names (its __init__ defaults and profiles hold the values)."""
 
     backbone: str
     semantic_alpha: float
@@ -340,8 +338,6 @@ class AcousticStage:
     def decode(self, fmri, semantic=None, batch_size: int = 64) -> np.ndarray:
         """Decoded acoustic features c: (n, N_patch, 768) float32. ``semantic``: (n, 512) in CLAP units, or None
         to decode it from ``fmri`` (ignored when the decoder has no semantic token)."""
-        import torch
-
         tok, s = self._inputs(fmri, decode_semantic=semantic is None)
         if self.config.use_semantic and semantic is not None:
             s = np.asarray(semantic, dtype=np.float32)
@@ -360,8 +356,6 @@ class AcousticStage:
 
     def mel_from_c(self, c, batch_size: int = 16) -> np.ndarray:
         """m^A = unpatchify(D^A(c))[:, :frames]: (n, 16 * N_patch / 8, 128) in normalised-fbank units."""
-        import torch
-
         mae = self.backbones.audiomae
         mae.eval()
         out = []
@@ -384,28 +378,13 @@ def clip_targets_(view, kind, compute):
     return clip_targets(view, kind, compute, batch=32)
 
 
-def _trainable(acoustic, audiomae):
-    import torch.nn as nn
-
-    class C2FTrainable(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.acoustic = acoustic
-            self.audiomae = audiomae
-
-    return C2FTrainable()
-
-
 def fit_acoustic_stage(train, *, config: AcousticConfig, device: str = "cpu", random_state: int = 0, work_dir=None,
                        progress: bool = False, backbones: Backbones | None = None) -> AcousticStage:
     """Fit the semantic ridge, select the token voxels and train D^Aco (+ fine-tune D^A) on ``train``."""
-    import torch
-
     from bench.ridge import SelectiveRidge
-    from bench.training import TrainConfig, fit_model
+    from bench.training import TrainConfig, fit_model, split_by_group
     from methods.base import set_seed
-    from methods.mlp import _split_by_group
-
+    
     cfg = config
     rng = set_seed(random_state)
     if backbones is None:
@@ -448,7 +427,7 @@ def fit_acoustic_stage(train, *, config: AcousticConfig, device: str = "cpu", ra
         # encoder frozen; decoder (embed, mask token, blocks, norm, pred) fine-tuned; sin-cos tables fixed
         is_decoder = name.startswith(("decoder_", "mask_token")) and name != "decoder_pos_embed"
         p.requires_grad_(bool(is_decoder and cfg.finetune_audiomae_decoder))
-    model = _trainable(acoustic, mae)
+    model = C2FTrainable(acoustic, mae)
     stage.net_ = model
     params = [p for p in model.parameters() if p.requires_grad]
 
@@ -484,7 +463,7 @@ def fit_acoustic_stage(train, *, config: AcousticConfig, device: str = "cpu", ra
                 loss = loss + cfg.mel_weight * (mse(m_upp, target) + mse(m_rec, target))
         return loss
 
-    train_idx, val_idx = _split_by_group(train.stim_id, cfg.validation_fraction, rng)
+    train_idx, val_idx = split_by_group(train.stim_id, cfg.validation_fraction, rng)
     tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                        grad_accum=cfg.grad_accum, patience=cfg.patience)
     tag = "c2f-acoustic" + ("" if cfg.use_semantic else "-nosem")
@@ -530,14 +509,9 @@ _CONSTRAINTS = {
     "griffin_lim_iters": Interval(low=1, high=1000, integer=True),
 }
 
-_PAPER = {"backbone": "pretrained", "semantic_alpha": 100.0, "semantic_n_feat": 500, "n_token_voxels": 768,
-          "d_model": 768, "n_heads": 12, "n_enc_layers": 4, "n_dec_layers": 4, "dropout": 0.1, "use_semantic": True,
-          "p_gt": 0.25, "lr": 1e-6, "weight_decay": 1e-2, "batch_size": 8, "epochs": 30, "grad_accum": 1,
-          "patience": 0, "validation_fraction": 0.1, "perceptual_weight": 1.0, "mel_weight": 1.0, "mel_context": 1,
-          "vocoder": "auto", "griffin_lim_iters": 32}
-_TINY = {**_PAPER, "backbone": "tiny", "d_model": 32, "n_heads": 2, "n_enc_layers": 1, "n_dec_layers": 1,
-         "dropout": 0.0, "lr": 1e-3, "batch_size": 16, "epochs": 2, "vocoder": "griffin-lim",
-         "griffin_lim_iters": 4}
+# The defaults (__init__) are the paper's setting; the tiny profile runs random-init backbones on CPU in seconds.
+_TINY = {"backbone": "tiny", "d_model": 32, "n_heads": 2, "n_enc_layers": 1, "n_dec_layers": 1, "dropout": 0.0,
+         "lr": 1e-3, "batch_size": 16, "epochs": 2, "griffin_lim_iters": 4}
 
 
 class C2FDecoder(Method):
@@ -545,7 +519,7 @@ class C2FDecoder(Method):
 
     name = "c2f_decoder"
     display_name = "C2F-Decoder"
-    profiles = {"tiny": dict(_TINY), "paper": dict(_PAPER)}
+    profiles = {"tiny": dict(_TINY), "paper": {"vocoder": "auto"}}
     param_constraints = dict(_CONSTRAINTS)
 
     def __init__(self, backbone="pretrained", semantic_alpha=100.0, semantic_n_feat=500, n_token_voxels=768, d_model=768,
@@ -569,19 +543,15 @@ class C2FDecoder(Method):
         names = AcousticConfig.__dataclass_fields__
         return AcousticConfig(**{k: v for k, v in self.get_params().items() if k in names})
 
-    def fit(self, train, *, device: str = "cpu", random_state: int = 0, progress: bool = False, work_dir=None):
+    def _fit(self, train, *, progress: bool = False) -> None:
         from bench.ridge import RidgeGCV
         from bench.targets import vocoder_mels
-        from bench.device import resolve_device
 
-        self.validate_params()
         if self.backbone == "pretrained":
             check_pretrained_available()
-        self.device_ = resolve_device(device)
-        self.random_state_ = int(random_state)
         check_fmri(train.fmri, "train.fmri")
         self.stage_ = fit_acoustic_stage(train, config=self.acoustic_config(), device=self.device_,
-                                         random_state=random_state, work_dir=work_dir, progress=progress)
+                                         random_state=self.random_state_, work_dir=self.work_dir_, progress=progress)
         # m^A of the training stimuli (fine-tuned decoder on c_gt) -> vocoder mel, per frame.
         Cgt_clips, _ = self.stage_._c_gt_clips(train)
         view, _, _ = _clip_view(train)
@@ -595,8 +565,6 @@ class C2FDecoder(Method):
         pred = self.mel_map_.predict(Xd).reshape(len(mV), T, -1).transpose(0, 2, 1)
         self.mel_map_train_pcc_ = float(rowwise_pcc(pred, mV).mean())
         self.n_samples_audio_ = train.clips.audio.shape[1]
-        self.fitted_ = True
-        return self
 
     def _mel(self, mA: np.ndarray) -> np.ndarray:
         T = self.mel_shape_[1]

@@ -14,21 +14,17 @@ from methods.base import Method, Reconstruction, check_fmri
 
 
 class DirectMelDecoder(Method):
-    """Subclasses implement ``_fit_regressor(X, Y, rng)`` and ``_predict_regressor(X) -> Y``.
+    """Subclasses implement ``_fit_regressor(X, Y, *, rng, groups, progress)`` and ``_predict_regressor(X) -> Y``.
 
     X: (n, n_voxels) float32, z-scored with training statistics
     Y: (n, 64 * frames) float32, flattened vocoder log-mel
+    groups: (n,) stimulus id of each sample (held-out splits keep a stimulus's repeats together)
     """
 
-    def fit(self, train, *, device: str = "cpu", random_state: int = 0, progress: bool = False, work_dir=None):
-        from bench.device import resolve_device
+    def _fit(self, train, *, progress: bool = False) -> None:
         from methods.base import set_seed
 
-        self.validate_params()
-        self.work_dir_ = work_dir
-        self.device_ = resolve_device(device)
-        self.random_state_ = random_state
-        rng = set_seed(random_state)
+        rng = set_seed(self.random_state_)
         X = check_fmri(train.fmri, "train.fmri")
         mels = vocoder_mels(train)  # (n, 64, T)
         self.mel_shape_ = mels.shape[1:]
@@ -40,8 +36,6 @@ class DirectMelDecoder(Method):
         self.n_voxels_in_ = X.shape[1]
         Xz = (X - self.x_mean_) / self.x_scale_
         self._fit_regressor(Xz, mels.reshape(len(mels), -1), rng=rng, groups=train.stim_id, progress=progress)
-        self.fitted_ = True
-        return self
 
     def predict(self, test) -> Reconstruction:
         from bench.networks.vocoder import get_vocoder

@@ -39,6 +39,7 @@ _CONSTRAINTS = {
     "ddim_steps": Interval(low=1, high=1000, integer=True),
     "guidance_scale": Interval(low=0.0),
     "lr": Interval(low=0.0, high=1.0),
+    "weight_decay": Interval(low=0.0),
     "batch_size": Interval(low=1, integer=True),
     "epochs": Interval(low=0, integer=True),
     "grad_accum": Interval(low=1, integer=True),
@@ -51,12 +52,9 @@ _CONSTRAINTS = {
     "finetune_acoustic": Boolean(),
 }
 
-_PAPER = {"backbone": "pretrained", "ldm_weights": "auto", "p_gt": 0.25, "prompt": "none", "ddim_steps": 200,
-          "guidance_scale": 2.5, "lr": 1e-4, "batch_size": 8, "epochs": 30, "grad_accum": 1, "uncond_prob": 0.1,
-          "acoustic_epochs": 30, "acoustic_lr": 1e-6, "vocoder": "hifigan", "griffin_lim_iters": 32, "amp": True,
-          "finetune_acoustic": True}
-_TINY = {**_PAPER, "backbone": "tiny", "ddim_steps": 5, "guidance_scale": 2.0, "lr": 1e-3, "batch_size": 16,
-         "epochs": 1, "acoustic_epochs": 1, "acoustic_lr": 1e-3, "vocoder": "griffin-lim", "griffin_lim_iters": 4}
+# The defaults (__init__) are the paper's setting; the tiny profile runs random-init backbones on CPU in seconds.
+_TINY = {"backbone": "tiny", "ddim_steps": 5, "guidance_scale": 2.0, "lr": 1e-3, "batch_size": 16, "epochs": 1,
+         "acoustic_epochs": 1, "acoustic_lr": 1e-3, "vocoder": "griffin-lim", "griffin_lim_iters": 4}
 # tiny uses Griffin-Lim: a random-init HiFiGAN gives near-silent audio, which makes the metrics meaningless
 # (``--set vocoder=hifigan`` runs the HiFiGAN path anyway).
 
@@ -88,14 +86,16 @@ def _text_prompts(test, labels) -> list[str]:
 
 class _LDMMethod(Method):
     use_semantic: bool = True
-    profiles = {"tiny": dict(_TINY), "paper": dict(_PAPER)}
+    profiles = {"tiny": dict(_TINY), "paper": {}}
     param_constraints = dict(_CONSTRAINTS)
 
     def __init__(self, backbone="pretrained", ldm_weights="auto", p_gt=0.25, prompt="none", ddim_steps=200,
-                 guidance_scale=2.5, lr=1e-4, batch_size=8, epochs=30, grad_accum=1, uncond_prob=0.1, acoustic_epochs=30,
-                 acoustic_lr=1e-6, vocoder="hifigan", griffin_lim_iters=32, amp=True, finetune_acoustic=True):
+                 guidance_scale=2.5, lr=1e-4, weight_decay=1e-2, batch_size=8, epochs=30, grad_accum=1, uncond_prob=0.1,
+                 acoustic_epochs=30, acoustic_lr=1e-6, vocoder="hifigan", griffin_lim_iters=32, amp=True,
+                 finetune_acoustic=True):
         self.backbone, self.ldm_weights, self.p_gt, self.prompt = backbone, ldm_weights, p_gt, prompt
         self.ddim_steps, self.guidance_scale, self.lr, self.batch_size = ddim_steps, guidance_scale, lr, batch_size
+        self.weight_decay = weight_decay
         self.epochs, self.grad_accum, self.uncond_prob = epochs, grad_accum, uncond_prob
         self.acoustic_epochs, self.acoustic_lr = acoustic_epochs, acoustic_lr
         self.vocoder, self.griffin_lim_iters, self.amp = vocoder, griffin_lim_iters, amp
@@ -139,26 +139,22 @@ class _LDMMethod(Method):
         return parts, "pretrained", {"ldm": str(found.path)}, ("tile" if kind == "gigaspeech" else "as-is")
 
     # -- fit ---------------------------------------------------------------------------------
-    def fit(self, train, *, device: str = "cpu", random_state: int = 0, progress: bool = False, work_dir=None):
+    def _fit(self, train, *, progress: bool = False) -> None:
         import torch
         import torch.nn as nn
 
+        from bench.networks.audioldm2 import LatentDiffusion
         from bench.targets import vocoder_mels
         from bench.training import TrainConfig, fit_model
-        from bench.networks.audioldm2 import LatentDiffusion
-        from bench.device import resolve_device
         from methods.base import set_seed
         from methods.c2f import check_pretrained_available, fit_acoustic_stage, mix_semantic
 
-        self.validate_params()
-        self.device_ = resolve_device(device)
-        self.random_state_ = int(random_state)
         if self.backbone == "pretrained":
             check_pretrained_available()
         X = check_fmri(train.fmri, "train.fmri")
         parts, self.ldm_weights_state_, self.ldm_sources_, cond_tokens = self._ldm_parts(train.dataset, self.random_state_)
         self.stage_ = fit_acoustic_stage(train, config=self._acoustic_config(), device=self.device_,
-                                         random_state=random_state, work_dir=work_dir, progress=progress)
+                                         random_state=self.random_state_, work_dir=self.work_dir_, progress=progress)
         rng = set_seed(self.random_state_ + 1)
         Cgt = self.stage_.c_gt(train)  # (n, N_patch, D)
         mels = vocoder_mels(train)  # (n, 64, T)
@@ -209,11 +205,11 @@ class _LDMMethod(Method):
         self.history_ = {"epochs_run": 0, "train_loss": []}
         self.train_samples_per_second_ = None
         if self.epochs:
-            cfg = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=1e-2,
+            cfg = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
                               grad_accum=self.grad_accum, patience=0, amp=self.amp)
             t0 = time.perf_counter()
             self.history_ = fit_model(trainable, loss_fn, np.arange(len(Z)), np.array([], dtype=np.int64), cfg,
-                                      device=self.device_, seed=seed, work_dir=work_dir,
+                                      device=self.device_, seed=seed, work_dir=self.work_dir_,
                                       tag=f"{self.name}-{'joint' if joint else 'unet'}", progress=progress,
                                       params=groups)
             elapsed = time.perf_counter() - t0
@@ -222,8 +218,6 @@ class _LDMMethod(Method):
         if joint:
             self.stage_.acoustic.requires_grad_(False)
             self.stage_.net_.eval()
-        self.fitted_ = True
-        return self
 
     # -- predict -----------------------------------------------------------------------------
     def _semantic(self, test, X):
@@ -309,7 +303,7 @@ class FineLDM(_LDMMethod):
     name = "fine_ldm"
     display_name = "Fine-LDM"
     use_semantic = False
-    profiles = {"tiny": dict(_TINY), "paper": dict(_PAPER)}
+    profiles = {"tiny": dict(_TINY), "paper": {}}
 
 
 class C2FLDM(_LDMMethod):
@@ -318,4 +312,4 @@ class C2FLDM(_LDMMethod):
     name = "c2f_ldm"
     display_name = "C2F-LDM"
     use_semantic = True
-    profiles = {"tiny": dict(_TINY), "paper": dict(_PAPER)}
+    profiles = {"tiny": dict(_TINY), "paper": {}}

@@ -21,10 +21,7 @@ class LiR(DirectMelDecoder):
 
     name = "lir"
     display_name = "LiR"
-    profiles = {
-        "tiny": {"alphas": _ALPHAS, "alpha_per_target": False, "vocoder": "griffin-lim", "griffin_lim_iters": 8},
-        "paper": {"alphas": _ALPHAS, "alpha_per_target": False, "vocoder": "auto", "griffin_lim_iters": 32},
-    }
+    profiles = {"tiny": {"griffin_lim_iters": 8}, "paper": {"vocoder": "auto"}}
     param_constraints = {
         "alphas": ListOf(Interval(low=0.0), min_len=1),
         "alpha_per_target": Options((True, False)),

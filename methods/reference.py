@@ -21,15 +21,8 @@ from methods.base import Interval, Method, Options, Reconstruction
 class _Reference(Method):
     reference = True  # tabulated apart from the methods
 
-    def fit(self, train, *, device: str = "cpu", random_state: int = 0, progress: bool = False, work_dir=None):
-        from bench.device import resolve_device
-
-        self.validate_params()
-        self.device_ = resolve_device(device)
-        self.random_state_ = int(random_state)
+    def _fit(self, train, *, progress: bool = False) -> None:
         self.n_samples_audio_ = int(train.clips.audio.shape[1])
-        self.fitted_ = True
-        return self
 
     def target_features(self, split) -> dict[str, np.ndarray]:
         mels = vocoder_mels(split)
@@ -41,8 +34,7 @@ class Oracle(_Reference):
 
     name = "oracle"
     display_name = "Ground truth (vocoder)"
-    profiles = {"tiny": {"vocoder": "griffin-lim", "griffin_lim_iters": 8},
-                "paper": {"vocoder": "auto", "griffin_lim_iters": 32}}
+    profiles = {"tiny": {"griffin_lim_iters": 8}, "paper": {"vocoder": "auto"}}
     param_constraints = {"vocoder": Options(VOCODER_PARAM_VALUES), "griffin_lim_iters": Interval(low=1, high=1000, integer=True)}
 
     def __init__(self, vocoder="griffin-lim", griffin_lim_iters=32):
@@ -87,9 +79,6 @@ class Chance(_Reference):
     display_name = "Chance (shuffled stimuli)"
     profiles = {"tiny": {}, "paper": {}}
     param_constraints = {}
-
-    def __init__(self):
-        pass
 
     def predict(self, test) -> Reconstruction:
         self.check_is_fitted()

@@ -16,11 +16,14 @@ Targets are the vocoder log-mel, standardised per bin with training statistics; 
 from __future__ import annotations
 
 import numpy as np
+import torch
+from torch import nn
 
+from bench.errors import BenchError
 from bench.networks.vocoder import VOCODER_PARAM_VALUES
+from bench.training import TrainConfig, fit_model, split_by_group
 from methods.base import TRAINING_CONSTRAINTS, Interval, Options
 from methods.direct import DirectMelDecoder
-from methods.mlp import _split_by_group
 
 _COMMON_CONSTRAINTS = {
     "d_model": Interval(low=8, integer=True),
@@ -37,10 +40,6 @@ class _SeqDecoder(DirectMelDecoder):
         raise NotImplementedError
 
     def _fit_regressor(self, X, Y, *, rng, groups, progress):
-        import torch
-
-        from bench.training import TrainConfig, fit_model
-
         n_mels, n_frames = self.mel_shape_
         mel = Y.reshape(len(Y), n_mels, n_frames).transpose(0, 2, 1)  # (n, T, 64)
         self.y_mean_ = mel.mean(axis=(0, 1)).astype(np.float32)  # per mel bin
@@ -51,7 +50,7 @@ class _SeqDecoder(DirectMelDecoder):
         Yt = torch.from_numpy(np.ascontiguousarray((mel - self.y_mean_) / self.y_scale_, dtype=np.float32)).to(dev)
         torch.manual_seed(int(rng.integers(2**31)))
         self.net_ = self._network(X.shape[1], n_frames, n_mels).to(dev)
-        train_idx, val_idx = _split_by_group(groups, self.validation_fraction, rng)
+        train_idx, val_idx = split_by_group(groups, self.validation_fraction, rng)
 
         def loss_fn(model, idx, train):
             return torch.nn.functional.mse_loss(model(Xt[idx]).float(), Yt[idx])
@@ -62,8 +61,6 @@ class _SeqDecoder(DirectMelDecoder):
                                   seed=int(rng.integers(2**31)), work_dir=self.work_dir_, tag=self.name, progress=progress)
 
     def _predict_regressor(self, X):
-        import torch
-
         dev = next(self.net_.parameters()).device
         out = []
         with torch.no_grad():
@@ -82,9 +79,6 @@ def query_transformer(d_model: int, n_heads: int, n_enc_layers: int, n_dec_layer
     """The shared sequence-to-sequence core: a pre-norm Transformer encoder, ``n_queries`` learned queries
     (1, n_queries, d_model) and a pre-norm Transformer decoder that attends from them to the encoded tokens.
     Used by the direct Transformer decoder and by the acoustic decoder (``methods.c2f``)."""
-    import torch
-    import torch.nn as nn
-
     encoder = nn.TransformerEncoder(
         nn.TransformerEncoderLayer(d_model, n_heads, 4 * d_model, dropout, batch_first=True, norm_first=True),
         n_enc_layers, enable_nested_tensor=False,
@@ -97,62 +91,50 @@ def query_transformer(d_model: int, n_heads: int, n_enc_layers: int, n_dec_layer
     return encoder, queries, decoder
 
 
-def _transformer_net(n_voxels, n_frames, n_mels, d_model, n_heads, n_layers, dropout):
-    import torch.nn as nn
+class FmriToMelTransformer(nn.Module):
+    """fMRI (B, V) -> mel (B, T, n_mels): one fMRI token, encoder, learned frame queries, decoder."""
 
-    class FmriToMelTransformer(nn.Module):
-        """fMRI (B, V) -> mel (B, T, n_mels): one fMRI token, encoder, learned frame queries, decoder."""
+    def __init__(self, n_voxels: int, n_frames: int, n_mels: int, d_model: int, n_heads: int, n_layers: int,
+                 dropout: float):
+        super().__init__()
+        self.fmri_token = nn.Linear(n_voxels, d_model)
+        self.encoder, self.queries, self.decoder = query_transformer(d_model, n_heads, n_layers, n_layers, n_frames, dropout)
+        self.head = nn.Linear(d_model, n_mels)
 
-        def __init__(self):
-            super().__init__()
-            self.fmri_token = nn.Linear(n_voxels, d_model)
-            self.encoder, self.queries, self.decoder = query_transformer(d_model, n_heads, n_layers, n_layers, n_frames, dropout)
-            self.head = nn.Linear(d_model, n_mels)
-
-        def forward(self, x):
-            memory = self.encoder(self.fmri_token(x).unsqueeze(1))
-            return self.head(self.decoder(self.queries.expand(len(x), -1, -1), memory))
-
-    return FmriToMelTransformer()
+    def forward(self, x):
+        memory = self.encoder(self.fmri_token(x).unsqueeze(1))
+        return self.head(self.decoder(self.queries.expand(len(x), -1, -1), memory))
 
 
-def _bilstm_net(n_voxels, n_frames, n_mels, d_model, n_layers, dropout):
-    import torch
-    import torch.nn as nn
+class FmriToMelBiLSTM(nn.Module):
+    """fMRI (B, V) -> mel (B, T, n_mels): token + per-frame embedding through a bidirectional LSTM."""
 
-    class FmriToMelBiLSTM(nn.Module):
-        """fMRI (B, V) -> mel (B, T, n_mels): token + per-frame embedding through a bidirectional LSTM."""
+    def __init__(self, n_voxels: int, n_frames: int, n_mels: int, d_model: int, n_layers: int, dropout: float):
+        super().__init__()
+        self.fmri_token = nn.Linear(n_voxels, d_model)
+        self.frame_embedding = nn.Parameter(torch.randn(1, n_frames, d_model) * 0.02)
+        self.lstm = nn.LSTM(d_model, d_model // 2, num_layers=n_layers, batch_first=True, bidirectional=True,
+                            dropout=dropout if n_layers > 1 else 0.0)
+        self.head = nn.Linear(2 * (d_model // 2), n_mels)
 
-        def __init__(self):
-            super().__init__()
-            self.fmri_token = nn.Linear(n_voxels, d_model)
-            self.frame_embedding = nn.Parameter(torch.randn(1, n_frames, d_model) * 0.02)
-            self.lstm = nn.LSTM(d_model, d_model // 2, num_layers=n_layers, batch_first=True, bidirectional=True,
-                                dropout=dropout if n_layers > 1 else 0.0)
-            self.head = nn.Linear(2 * (d_model // 2), n_mels)
-
-        def forward(self, x):
-            seq = self.fmri_token(x).unsqueeze(1) + self.frame_embedding
-            out, _ = self.lstm(seq)
-            return self.head(out)
-
-    return FmriToMelBiLSTM()
+    def forward(self, x):
+        seq = self.fmri_token(x).unsqueeze(1) + self.frame_embedding
+        out, _ = self.lstm(seq)
+        return self.head(out)
 
 
-_TINY = {"d_model": 64, "n_layers": 1, "dropout": 0.0, "lr": 3e-3, "weight_decay": 1e-2, "batch_size": 32,
-         "epochs": 5, "grad_accum": 1, "patience": 0, "validation_fraction": 0.1, "vocoder": "griffin-lim",
+# The defaults (__init__) are the paper's setting: width 768, 4 layers, AdamW, batch 8, 30-40 epochs on one A100
+# (its learning rates are for the acoustic decoder and the LDM); we use lr 1e-4 and early stopping on held-out
+# training stimuli.
+_TINY = {"d_model": 64, "n_layers": 1, "dropout": 0.0, "lr": 3e-3, "batch_size": 32, "epochs": 5, "patience": 0,
          "griffin_lim_iters": 8}
-# The paper: width 768, 4 layers, AdamW, batch 8, 30-40 epochs on one A100 (its learning rates are for
-# the acoustic decoder and the LDM); we use lr 1e-4 and early stopping on held-out training stimuli.
-_PAPER = {"d_model": 768, "n_layers": 4, "dropout": 0.1, "lr": 1e-4, "weight_decay": 1e-2, "batch_size": 8,
-          "epochs": 30, "grad_accum": 1, "patience": 5, "validation_fraction": 0.1, "vocoder": "auto",
-          "griffin_lim_iters": 32}
+_PAPER = {"vocoder": "auto"}
 
 
 class Transformer(_SeqDecoder):
     name = "transformer"
     display_name = "Transformer"
-    profiles = {"tiny": {**_TINY, "n_heads": 4}, "paper": {**_PAPER, "n_heads": 12}}
+    profiles = {"tiny": {**_TINY, "n_heads": 4}, "paper": dict(_PAPER)}
     param_constraints = {**_COMMON_CONSTRAINTS, "n_heads": Interval(low=1, integer=True)}
 
     def __init__(self, d_model=768, n_heads=12, n_layers=4, dropout=0.1, lr=1e-4, weight_decay=1e-2, batch_size=8,
@@ -165,12 +147,10 @@ class Transformer(_SeqDecoder):
     def validate_params(self) -> None:
         super().validate_params()
         if self.d_model % self.n_heads:
-            from bench.errors import BenchError
-
             raise BenchError(f"method transformer: d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
 
     def _network(self, n_voxels, n_frames, n_mels):
-        return _transformer_net(n_voxels, n_frames, n_mels, self.d_model, self.n_heads, self.n_layers, self.dropout)
+        return FmriToMelTransformer(n_voxels, n_frames, n_mels, self.d_model, self.n_heads, self.n_layers, self.dropout)
 
     def describe_components(self):
         return {"network": f"Transformer d{self.d_model} x{self.n_layers}+{self.n_layers} h{self.n_heads}", "vocoder": self.vocoder}
@@ -190,7 +170,7 @@ class BiLSTM(_SeqDecoder):
         self.vocoder, self.griffin_lim_iters = vocoder, griffin_lim_iters
 
     def _network(self, n_voxels, n_frames, n_mels):
-        return _bilstm_net(n_voxels, n_frames, n_mels, self.d_model, self.n_layers, self.dropout)
+        return FmriToMelBiLSTM(n_voxels, n_frames, n_mels, self.d_model, self.n_layers, self.dropout)
 
     def describe_components(self):
         return {"network": f"BiLSTM d{self.d_model} x{self.n_layers}", "vocoder": self.vocoder}

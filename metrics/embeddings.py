@@ -30,9 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -212,11 +210,9 @@ def context_device(ctx) -> str:
 
 def pair(ctx, net: Network) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(reference, reconstruction) per-sample outputs for a cell, computed once per context and network."""
-    bs = getattr(ctx, "embed_batch_size", None)
-
     def compute():
-        ref = reference_embeddings(ctx.test, net, batch_size=bs)
-        rec = record_embeddings(ctx.rec.audio, net, getattr(ctx, "embeddings_path", None), batch_size=bs)
+        ref = reference_embeddings(ctx.test, net)
+        rec = record_embeddings(ctx.rec.audio, net, getattr(ctx, "embeddings_path", None))
         return ref, rec
 
     return ctx.cached(f"embeddings:{feature_key(net)}", compute)

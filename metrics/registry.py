@@ -63,27 +63,24 @@ def _num(v):
     return round(v, 8)
 
 
-def from_json_number(v) -> float:
-    return float(v) if not isinstance(v, str) else float(v)
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MetricSpec:
-    """A registered metric.
+    """A registered metric: the facts the runner, ``bench check`` and the leaderboards read.
 
+    name: registry key (a family's members are "<name>:<member>", e.g. "probe:mel")
+    label: column header in leaderboards
     evaluate: callable(ctx) -> MetricResult, or dict[str, MetricResult] for a family
-        (e.g. one probe per decoded feature, named "probe:<feature>")
+    higher_is_better: the direction (arrows and bold best rows in leaderboards)
     tolerance: absolute drift ``bench check`` accepts on the set-level value
+    paper_column: position (1-based) of the metric's column in the paper's Tables 1-3, None when not there
     """
 
     name: str
     label: str
     evaluate: Callable
     higher_is_better: bool
-    per_sample: bool
     tolerance: float
-    description: str
-    paper_table: bool = False  # a column of the paper's Tables 1-3
+    paper_column: int | None = None
 
 
 METRICS: Registry = Registry("metric")
@@ -217,19 +214,29 @@ def _finite_mean(values: np.ndarray) -> float:
     return mean_finite(values)
 
 
-register(MetricSpec("pcc", "PCC", _pcc, True, True, 2e-3,
-                    "Pearson r between the audioldm_eval mels of reconstruction and stimulus, per sample", True))
-register(MetricSpec("psnr", "PSNR", _psnr, True, True, 0.05,
-                    "10 log10(1 / MSE) between the [0, 1] audioldm_eval mels, per sample (dB)", True))
-register(MetricSpec("fd", "FD", _lazy("metrics.perceptual:evaluate_fd"), False, False, 0.5,
-                    "Frechet distance of PANNs Cnn14 2048-d embeddings (extra: FAD-inf)", True))
-register(MetricSpec("fad", "FAD", _lazy("metrics.perceptual:evaluate_fad"), False, False, 0.2,
-                    "Frechet distance of VGGish 128-d patch embeddings (extra: FAD-inf)", True))
-register(MetricSpec("kl", "KL", _lazy("metrics.perceptual:evaluate_kl"), False, True, 0.02,
-                    "KL divergence of PANNs Cnn14 class distributions, reference vs reconstruction (kl: softmax, kl:sigmoid)", True))
-register(MetricSpec("clap", "CLAP", _lazy("metrics.perceptual:evaluate_clap"), True, True, 0.005,
-                    "cosine similarity of LAION CLAP audio embeddings, reconstruction vs stimulus", True))
-register(MetricSpec("probe", "Probe acc", _probe, True, False, 0.02,
-                    "5-fold SVM accuracy of test labels from decoded features (folds grouped by stimulus)"))
-register(MetricSpec("ident", "Ident", _identification, True, True, 5e-3,
-                    "pairwise identification accuracy of decoded vs true features (chance 0.5)"))
+def paper_columns() -> list[str]:
+    """The metrics of the paper's Tables 1-3, in the paper's column order."""
+    specs = [METRICS.get(name) for name in METRICS.names()]
+    return [spec.name for spec in sorted((s for s in specs if s.paper_column), key=lambda s: s.paper_column)]
+
+
+# Pearson r between the audioldm_eval mels of reconstruction and stimulus, per sample
+register(MetricSpec(name="pcc", label="PCC", evaluate=_pcc, higher_is_better=True, tolerance=2e-3, paper_column=1))
+# 10 log10(1 / MSE) between the [0, 1] audioldm_eval mels, per sample (dB)
+register(MetricSpec(name="psnr", label="PSNR", evaluate=_psnr, higher_is_better=True, tolerance=0.05, paper_column=2))
+# Frechet distance of PANNs Cnn14 2048-d embeddings (extra: FAD-inf)
+register(MetricSpec(name="fd", label="FD", evaluate=_lazy("metrics.perceptual:evaluate_fd"), higher_is_better=False,
+                    tolerance=0.5, paper_column=3))
+# Frechet distance of VGGish 128-d patch embeddings (extra: FAD-inf)
+register(MetricSpec(name="fad", label="FAD", evaluate=_lazy("metrics.perceptual:evaluate_fad"), higher_is_better=False,
+                    tolerance=0.2, paper_column=4))
+# KL divergence of PANNs Cnn14 class distributions, reference vs reconstruction (kl: softmax, kl:sigmoid)
+register(MetricSpec(name="kl", label="KL", evaluate=_lazy("metrics.perceptual:evaluate_kl"), higher_is_better=False,
+                    tolerance=0.02, paper_column=5))
+# cosine similarity of LAION CLAP audio embeddings, reconstruction vs stimulus, per sample
+register(MetricSpec(name="clap", label="CLAP", evaluate=_lazy("metrics.perceptual:evaluate_clap"), higher_is_better=True,
+                    tolerance=0.005, paper_column=6))
+# 5-fold SVM accuracy of test labels from decoded features (folds grouped by stimulus), one per feature
+register(MetricSpec(name="probe", label="Probe acc", evaluate=_probe, higher_is_better=True, tolerance=0.02))
+# pairwise identification accuracy of decoded vs true features (chance 0.5), one per feature
+register(MetricSpec(name="ident", label="Ident", evaluate=_identification, higher_is_better=True, tolerance=5e-3))

@@ -73,6 +73,7 @@ def _librosa_mel(y, n_fft, hop, fmin, fmax):
     return librosa.filters.mel(sr=SR, n_fft=n_fft, n_mels=64, fmin=fmin, fmax=fmax) @ spec
 
 
+@pytest.mark.slow
 def test_vocoder_mel_matches_librosa():
     y = _noisy_tone(1.0)
     ref = np.log(np.maximum(_librosa_mel(y[0], 1024, 160, 0.0, 8000.0), 1e-5))

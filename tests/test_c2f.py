@@ -86,6 +86,7 @@ def test_rowwise_pcc():
 # the method
 
 
+@pytest.mark.slow
 def test_c2f_decoder_end_to_end_and_deterministic(small_catalogue, tmp_path):
     from bench.datasets import get_dataset
     from bench.runner import Cell, run_cell

@@ -21,6 +21,7 @@ def smoke_runs(tmp_path_factory):
     return tmp_path_factory.mktemp("smoke-runs")
 
 
+@pytest.mark.slow
 def test_check_passes_on_golden_values(smoke_runs):
     lines = []
     assert run_check(echo=lines.append, runs=smoke_runs) == 0, "\n".join(lines)
@@ -45,6 +46,7 @@ def test_compare_within_tolerance_and_missing(golden):
     assert [d.metric for d in compare(golden["values"], current)] == ["psnr"]
 
 
+@pytest.mark.slow
 def test_check_fails_with_perturbed_golden_file(tmp_path, golden, smoke_runs):
     perturbed = copy.deepcopy(golden)
     where = sorted(perturbed["values"])[-1]
@@ -74,3 +76,29 @@ def test_damaged_golden_file_is_refused_before_any_smoke_cell(tmp_path, monkeypa
     assert "delete it" not in str(err.value)
     with pytest.raises(BenchError, match="does not exist; restore it"):
         run_check(golden_file=tmp_path / "gone.json", echo=lambda *_: None)
+
+
+def test_update_writes_through_a_symlinked_golden_file(tmp_path, monkeypatch):
+    """In a checkout leaderboards/golden/smoke.json links to bench/golden/smoke.json: --update must rewrite the
+    file the link points to and keep the link (an atomic rename onto the link would replace it)."""
+    import bench.check as check
+
+    real = tmp_path / "bench" / "smoke.json"
+    real.parent.mkdir()
+    real.write_text("{}")
+    link = tmp_path / "smoke.json"
+    link.symlink_to(real)
+    values = {"sim-sound/lir/sim01/seed0": {"pcc": 0.5}}
+    monkeypatch.setattr(check, "collect_smoke_values", lambda *a, **k: values)
+    assert run_check(update=True, golden_file=link, echo=lambda *a: None, runs=tmp_path / "runs") == 0
+    assert link.is_symlink() and json.loads(real.read_text())["values"] == values
+
+
+def test_golden_values_ship_in_the_package():
+    from importlib import resources
+    from pathlib import Path
+
+    from bench.check import SMOKE
+
+    assert GOLDEN_FILE == Path(str(resources.files("bench") / "golden" / "smoke.json"))
+    assert json.loads(GOLDEN_FILE.read_text())["smoke"] == SMOKE

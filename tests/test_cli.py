@@ -85,6 +85,7 @@ def test_run_then_rerun_skips(tiny_catalogue, tmp_path):
     assert (tmp_path / "lb" / "tiny-speech.md").exists()
 
 
+@pytest.mark.slow
 def test_prompt_and_p_gt_options_become_the_table3_grid(tiny_catalogue):
     base = ("run", "--dataset", "tiny-speech", "--no-leaderboard")
     assert_one_line_error(bench(*base, "--method", "lir", "--prompt", "text"), r"method lir has no parameter 'prompt'")

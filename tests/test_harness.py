@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,6 +37,7 @@ def test_load_split_contract(tiny_catalogue):
     assert prompt.n_samples == 4
 
 
+@pytest.mark.slow
 def test_run_writes_record_with_provenance_and_skips_rerun(tiny_catalogue, runs):
     cell = Cell("lir", "tiny-sound", "sim01", 0, "tiny")
     first = run_cell(cell, runs=runs)
@@ -56,11 +56,16 @@ def test_run_writes_record_with_provenance_and_skips_rerun(tiny_catalogue, runs)
     assert pred["audio"].shape == (rec["dataset"]["n_test"], 64000)
     again = run_cell(cell, runs=runs)
     assert again.status == "skipped" and again.path == first.path
-    mtime = first.path.stat().st_mtime_ns
+    assert again.record["config_hash"] == rec["config_hash"]
+    first.path.write_text(json.dumps({"stale": True}))  # a skip would keep this; --overwrite must replace it
     redo = run_cell(cell, runs=runs, overwrite=True)
-    assert redo.status == "done" and redo.path.stat().st_mtime_ns >= mtime
+    assert redo.status == "done" and redo.path == first.path
+    rewritten = json.loads(redo.path.read_text())
+    assert "stale" not in rewritten and rewritten["config_hash"] == rec["config_hash"]
+    assert rewritten["metrics"]["pcc"]["per_sample"] == rec["metrics"]["pcc"]["per_sample"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers_different_seed_differs(tiny_catalogue, runs, tmp_path):
     a = run_cell(Cell("mlp", "tiny-speech", "sim01", 0, "tiny"), runs=runs)
     b = run_cell(Cell("mlp", "tiny-speech", "sim01", 0, "tiny"), runs=tmp_path / "other")
@@ -70,6 +75,7 @@ def test_same_seed_same_numbers_different_seed_differs(tiny_catalogue, runs, tmp
     assert a.record["metrics"]["pcc"]["per_sample"] != c.record["metrics"]["pcc"]["per_sample"]
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_with_nothing_lost(tiny_catalogue, runs, monkeypatch):
     cells = plan_cells(["lir"], ["tiny-sound"], None, [0], "tiny")
     assert [c.subject for c in cells] == ["sim01", "sim02"]
@@ -109,6 +115,7 @@ def test_error_score_nan_skips_crashing_cell(tiny_catalogue, runs, monkeypatch):
     assert summary.count("failed") == 1 and "solver exploded" in summary.outcomes[0].error
 
 
+@pytest.mark.slow
 def test_leaderboard_is_byte_identical_and_laid_out(tiny_catalogue, runs, tmp_path):
     from bench.leaderboard import build_tables, write_leaderboards
 
@@ -132,10 +139,10 @@ def test_bad_inputs_are_one_line_errors(tiny_catalogue, runs):
         plan_cells(["lir"], ["tiny-sond"], None, [0], "tiny")
     with pytest.raises(BenchError, match="subject.*sim09.*not in tiny-sound"):
         plan_cells(["lir"], ["tiny-sound"], ["sim09"], [0], "tiny")
-    with pytest.raises(BenchError, match="parameter 'max_epochs' must be an int"):
-        run_cell(Cell("mlp", "tiny-sound", "sim01", 0, "tiny", overrides=(("max_epochs", "ten"),)), runs=runs)
-    with pytest.raises(BenchError, match="has no parameter 'epochs'"):
-        run_cell(Cell("mlp", "tiny-sound", "sim01", 0, "tiny", overrides=(("epochs", 3),)), runs=runs)
+    with pytest.raises(BenchError, match="parameter 'epochs' must be an int"):
+        run_cell(Cell("mlp", "tiny-sound", "sim01", 0, "tiny", overrides=(("epochs", "ten"),)), runs=runs)
+    with pytest.raises(BenchError, match="has no parameter 'n_epochs'"):
+        run_cell(Cell("mlp", "tiny-sound", "sim01", 0, "tiny", overrides=(("n_epochs", 3),)), runs=runs)
     with pytest.raises(BenchError, match="brain2sound is not prepared.*bench data prepare brain2sound"):
         run_cell(Cell("lir", "brain2sound", "S1", 0, "tiny"), runs=runs)
 
@@ -159,11 +166,11 @@ def test_corrupt_record_and_prepared_file_are_named(tiny_catalogue, runs, sessio
 
 
 def test_grid_expands_every_combination(tiny_catalogue):
-    cells = plan_cells(["mlp"], ["tiny-speech"], None, [0], "tiny", overrides={"max_epochs": 2},
+    cells = plan_cells(["mlp"], ["tiny-speech"], None, [0], "tiny", overrides={"epochs": 2},
                        grid={"alpha": [1e-4, 1e-3], "batch_size": [16, 32]})
     combos = {c.overrides for c in cells}
     assert len(cells) == 4 and len(combos) == 4
-    assert all(dict(c.overrides)["max_epochs"] == 2 for c in cells)
+    assert all(dict(c.overrides)["epochs"] == 2 for c in cells)
     from bench.runner import resolve_config
 
     hashes = {json.dumps(resolve_config(c), sort_keys=True) for c in cells}

@@ -72,6 +72,7 @@ def test_load_ldm_roundtrip_and_strict_error(tmp_path):
         load_ldm(tmp_path / "nowhere", kind="gigaspeech")
 
 
+@pytest.mark.slow
 def test_full_size_unet_layout():
     """cvssp/audioldm2 UNet built with random weights (about 10-30 s on 2 shared cores)."""
     from diffusers.pipelines.audioldm2.modeling_audioldm2 import AudioLDM2UNet2DConditionModel
@@ -96,6 +97,7 @@ def test_full_size_unet_layout():
     assert isinstance(ld.proj, torch.nn.Identity) and (ld.cross_dim, ld.cross_dim_1) == (768, 1024)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,vocoder", [("c2f_ldm", "griffin-lim"), ("fine_ldm", "hifigan")])
 def test_methods_end_to_end(small_catalogue, tmp_path, name, vocoder):
     from bench.runner import Cell, run_cell
@@ -114,6 +116,7 @@ def test_methods_end_to_end(small_catalogue, tmp_path, name, vocoder):
     assert ("feature_semantic" in pred.files) == (name == "c2f_ldm")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["c2f_ldm", "fine_ldm"])
 def test_acoustic_decoder_trained_jointly_with_the_unet(small_catalogue, name):
     """finetune_acoustic=True moves D^Aco through the LDM loss; False leaves it as eq. 1 trained it."""

@@ -29,11 +29,20 @@ def test_clash_raises_and_same_target_is_fine():
 
 
 def test_lazy_string_and_its_object_count_as_same():
-    reg = Registry("thing")
-    reg.register("join", "posixpath:join")
     import posixpath
 
-    reg.register("join", posixpath.join)
+    reg = Registry("thing")
+    reg.register("join", "posixpath:join")
+    reg.register("join", posixpath.join)  # the object the string names: not a clash
+    assert reg.get("join") is posixpath.join
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register("join", posixpath.split)  # another object of the same module is one
+    other = Registry("thing")
+    other.register("join", posixpath.join)
+    other.register("join", "posixpath:join")  # the other order too
+    assert other.get("join") is posixpath.join
+    with pytest.raises(ValueError, match="already registered"):
+        other.register("join", "posixpath:split")
 
 
 def test_freeze_and_clear():

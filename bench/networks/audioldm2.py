@@ -2,7 +2,8 @@
 
 ``build_ldm("tiny" | "paper" | dict)`` builds (unet, vae, vocoder, scheduler) from configs with random weights;
 ``load_ldm(folder, kind)`` builds them from a diffusers-format folder (unet/, vae/, vocoder/, scheduler/) and loads
-every weight strictly (``metrics.networks.strict_load``: a BenchError names missing, unexpected and mis-shaped keys). ``LatentDiffusion`` wraps them:
+every weight strictly (``bench.networks.checkpoints.strict_load``: a BenchError names missing, unexpected and
+mis-shaped keys). ``LatentDiffusion`` wraps them:
 
 - condition: c (B, N, C) -- the decoded acoustic feature (AudioMAE space, C = 768 in the paper) -- goes to the
   UNet's cross-attention as ``encoder_hidden_states`` (the "LOA" slot, cross_attention_dim index 1), through a
@@ -31,6 +32,9 @@ import math
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 from bench.errors import BenchError
 
@@ -205,168 +209,138 @@ def _cross_dims(unet) -> tuple[int, int | None]:
     return first, second
 
 
-def _torch_module_class():
-    import torch.nn as nn
+class LatentDiffusion(nn.Module):
+    """unet + condition projection (trainable), vae + vocoder (frozen), DDIM scheduler."""
 
-    class LatentDiffusion(nn.Module):
-        """unet + condition projection (trainable), vae + vocoder (frozen), DDIM scheduler."""
+    def __init__(self, unet, vae, vocoder, scheduler, cond_dim: int = 768, cond_tokens: str = "as-is",
+                 uncond_prob: float = 0.1):
+        super().__init__()
+        if cond_tokens not in ("as-is", "tile"):
+            raise BenchError(f"cond_tokens must be 'as-is' or 'tile', got {cond_tokens!r}")
+        self.unet = unet
+        self.vae, self.vocoder = vae, vocoder
+        for part in (vae, vocoder):
+            part.requires_grad_(False)
+            part.eval()
+        self.scheduler = scheduler
+        self.cross_dim, self.cross_dim_1 = _cross_dims(unet)
+        self.cond_dim = int(cond_dim)
+        self.proj = nn.Identity() if self.cond_dim == self.cross_dim else nn.Linear(self.cond_dim, self.cross_dim)
+        self.cond_tokens = cond_tokens
+        self.uncond_prob = float(uncond_prob)
+        vae_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        unet_factor = 2 ** (len(unet.config.block_out_channels) - 1)
+        self.frame_multiple = vae_factor * unet_factor
+        self.scaling_factor = float(getattr(vae.config, "scaling_factor", SCALING_FACTOR))
+        self.n_mels = int(vocoder.config.model_in_dim)
+        if self.n_mels % self.frame_multiple and self.n_mels % vae_factor:
+            raise BenchError(f"{self.n_mels} mel bins do not fit the VAE/UNet downsampling ({self.frame_multiple})")
+        alphas = 1.0 - scheduler.betas.double()
+        self.register_buffer("alphas_cumprod", alphas.cumprod(0).float(), persistent=False)
 
-        def __init__(self, unet, vae, vocoder, scheduler, cond_dim: int = 768, cond_tokens: str = "as-is",
-                     uncond_prob: float = 0.1):
-            super().__init__()
-            if cond_tokens not in ("as-is", "tile"):
-                raise BenchError(f"cond_tokens must be 'as-is' or 'tile', got {cond_tokens!r}")
-            self.unet = unet
-            self.vae, self.vocoder = vae, vocoder
-            for part in (vae, vocoder):
-                part.requires_grad_(False)
-                part.eval()
-            self.scheduler = scheduler
-            self.cross_dim, self.cross_dim_1 = _cross_dims(unet)
-            self.cond_dim = int(cond_dim)
-            self.proj = nn.Identity() if self.cond_dim == self.cross_dim else nn.Linear(self.cond_dim, self.cross_dim)
-            self.cond_tokens = cond_tokens
-            self.uncond_prob = float(uncond_prob)
-            vae_factor = 2 ** (len(vae.config.block_out_channels) - 1)
-            unet_factor = 2 ** (len(unet.config.block_out_channels) - 1)
-            self.frame_multiple = vae_factor * unet_factor
-            self.scaling_factor = float(getattr(vae.config, "scaling_factor", SCALING_FACTOR))
-            self.n_mels = int(vocoder.config.model_in_dim)
-            if self.n_mels % self.frame_multiple and self.n_mels % vae_factor:
-                raise BenchError(f"{self.n_mels} mel bins do not fit the VAE/UNet downsampling ({self.frame_multiple})")
-            alphas = 1.0 - scheduler.betas.double()
-            self.register_buffer("alphas_cumprod", alphas.cumprod(0).float(), persistent=False)
+    def trainable_parameters(self):
+        return list(self.unet.parameters()) + list(self.proj.parameters())
 
-        def trainable_parameters(self):
-            return list(self.unet.parameters()) + list(self.proj.parameters())
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.vae.eval()
+        self.vocoder.eval()
+        return self
 
-        def train(self, mode: bool = True):
-            super().train(mode)
-            self.vae.eval()
-            self.vocoder.eval()
-            return self
+    # -- condition ------------------------------------------------------------------------
+    def condition(self, c):
+        """c (B, N, cond_dim) -> (encoder_hidden_states, encoder_hidden_states_1)."""
+        if c.ndim != 3 or c.shape[-1] != self.cond_dim:
+            raise BenchError(f"the LDM condition must be (B, N, {self.cond_dim}), got {tuple(c.shape)}")
+        if self.cond_tokens == "tile" and c.shape[1] < 512:
+            reps = -(-512 // c.shape[1])
+            c = c.repeat(1, reps, 1)[:, :512]
+        h = self.proj(c.to(next(self.unet.parameters()).dtype))
+        h1 = None
+        if self.cross_dim_1 is not None:
+            h1 = torch.zeros(len(c), 1, self.cross_dim_1, dtype=h.dtype, device=h.device)
+        return h, h1
 
-        # -- condition ------------------------------------------------------------------------
-        def condition(self, c):
-            """c (B, N, cond_dim) -> (encoder_hidden_states, encoder_hidden_states_1)."""
-            import torch
+    def eps(self, z_t, t, h, h1):
+        return self.unet(z_t, t, encoder_hidden_states=h, encoder_hidden_states_1=h1).sample
 
-            if c.ndim != 3 or c.shape[-1] != self.cond_dim:
-                raise BenchError(f"the LDM condition must be (B, N, {self.cond_dim}), got {tuple(c.shape)}")
-            if self.cond_tokens == "tile" and c.shape[1] < 512:
-                reps = -(-512 // c.shape[1])
-                c = c.repeat(1, reps, 1)[:, :512]
-            h = self.proj(c.to(next(self.unet.parameters()).dtype))
-            h1 = None
-            if self.cross_dim_1 is not None:
-                h1 = torch.zeros(len(c), 1, self.cross_dim_1, dtype=h.dtype, device=h.device)
-            return h, h1
+    # -- mel <-> latent -------------------------------------------------------------------
+    def padded_frames(self, frames: int) -> int:
+        return -(-int(frames) // self.frame_multiple) * self.frame_multiple
 
-        def eps(self, z_t, t, h, h1):
-            return self.unet(z_t, t, encoder_hidden_states=h, encoder_hidden_states_1=h1).sample
+    def mel_to_latent(self, mel, generator=None, sample: bool = False):
+        """mel (B, n_mels, T) vocoder log-mel -> scaled latents (B, C, T'/f, n_mels/f)."""
+        if mel.ndim != 3 or mel.shape[1] != self.n_mels:
+            raise BenchError(f"the LDM mel must be (B, {self.n_mels}, frames), got {tuple(mel.shape)}")
+        frames = mel.shape[2]
+        x = F.pad(mel, (0, self.padded_frames(frames) - frames), value=LOG_FLOOR)
+        x = x.transpose(1, 2).unsqueeze(1)  # (B, 1, T, n_mels): time is the image height
+        with torch.no_grad():
+            dist = self.vae.encode(x.to(next(self.vae.parameters()).dtype)).latent_dist
+            z = dist.sample(generator) if sample else dist.mode()
+        return z * self.scaling_factor
 
-        # -- mel <-> latent -------------------------------------------------------------------
-        def padded_frames(self, frames: int) -> int:
-            return -(-int(frames) // self.frame_multiple) * self.frame_multiple
+    def latent_to_mel(self, z, frames: int):
+        with torch.no_grad():
+            x = self.vae.decode(z / self.scaling_factor).sample  # (B, 1, T', n_mels)
+        return x[:, 0, :frames, :].transpose(1, 2).float()
 
-        def mel_to_latent(self, mel, generator=None, sample: bool = False):
-            """mel (B, n_mels, T) vocoder log-mel -> scaled latents (B, C, T'/f, n_mels/f)."""
-            import torch
-            import torch.nn.functional as F
+    # -- training ---------------------------------------------------------------------------
+    def loss(self, z0, c, c_gt=None, generator=None):
+        """Paper eq. 4: ||eps(z_t,t,c) - eps||^2 + ||eps(z_t,t,c_gt) - eps||^2 (mean squared errors)."""
+        dev = z0.device
+        b = len(z0)
+        noise = torch.randn(z0.shape, generator=generator).to(dev, z0.dtype)
+        t = torch.randint(0, len(self.alphas_cumprod), (b,), generator=generator).to(dev)
+        keep = (torch.rand(b, generator=generator) >= self.uncond_prob).to(dev)
+        a = self.alphas_cumprod.to(dev)[t].view(b, 1, 1, 1).to(z0.dtype)
+        z_t = a.sqrt() * z0 + (1 - a).sqrt() * noise
+        total = 0.0
+        for cond in (c, c_gt):
+            if cond is None:
+                continue
+            h, h1 = self.condition(cond)
+            h = h * keep.view(b, 1, 1).to(h.dtype)
+            total = total + F.mse_loss(self.eps(z_t, t, h, h1).float(), noise.float())
+        return total
 
-            if mel.ndim != 3 or mel.shape[1] != self.n_mels:
-                raise BenchError(f"the LDM mel must be (B, {self.n_mels}, frames), got {tuple(mel.shape)}")
-            frames = mel.shape[2]
-            x = F.pad(mel, (0, self.padded_frames(frames) - frames), value=LOG_FLOOR)
-            x = x.transpose(1, 2).unsqueeze(1)  # (B, 1, T, n_mels): time is the image height
-            with torch.no_grad():
-                dist = self.vae.encode(x.to(next(self.vae.parameters()).dtype)).latent_dist
-                z = dist.sample(generator) if sample else dist.mode()
-            return z * self.scaling_factor
+    # -- sampling ---------------------------------------------------------------------------
+    @property
+    def device(self):
+        return next(self.unet.parameters()).device
 
-        def latent_to_mel(self, z, frames: int):
-            import torch
-
-            with torch.no_grad():
-                x = self.vae.decode(z / self.scaling_factor).sample  # (B, 1, T', n_mels)
-            return x[:, 0, :frames, :].transpose(1, 2).float()
-
-        # -- training ---------------------------------------------------------------------------
-        def loss(self, z0, c, c_gt=None, generator=None):
-            """Paper eq. 4: ||eps(z_t,t,c) - eps||^2 + ||eps(z_t,t,c_gt) - eps||^2 (mean squared errors)."""
-            import torch
-            import torch.nn.functional as F
-
-            dev = z0.device
-            b = len(z0)
-            noise = torch.randn(z0.shape, generator=generator).to(dev, z0.dtype)
-            t = torch.randint(0, len(self.alphas_cumprod), (b,), generator=generator).to(dev)
-            keep = (torch.rand(b, generator=generator) >= self.uncond_prob).to(dev)
-            a = self.alphas_cumprod.to(dev)[t].view(b, 1, 1, 1).to(z0.dtype)
-            z_t = a.sqrt() * z0 + (1 - a).sqrt() * noise
-            total = 0.0
-            for cond in (c, c_gt):
-                if cond is None:
-                    continue
-                h, h1 = self.condition(cond)
-                h = h * keep.view(b, 1, 1).to(h.dtype)
-                total = total + F.mse_loss(self.eps(z_t, t, h, h1).float(), noise.float())
-            return total
-
-        # -- sampling ---------------------------------------------------------------------------
-        @property
-        def device(self):
-            return next(self.unet.parameters()).device
-
-        def sample_latents(self, c, frames: int, steps: int = 200, guidance_scale: float = 2.5, generator=None):
-            """DDIM (eta 0) from N(0, I) given c (B, N, cond_dim); classifier-free guidance against zeros."""
-            import torch
-
-            sched = copy.deepcopy(self.scheduler)
-            sched.set_timesteps(int(steps))
-            dev = self.device
-            vae_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
-            shape = (len(c), self.unet.config.in_channels, self.padded_frames(frames) // vae_factor, self.n_mels // vae_factor)
-            dtype = next(self.unet.parameters()).dtype
-            z = torch.randn(shape, generator=generator, dtype=torch.float32).to(dev, dtype) * sched.init_noise_sigma
-            with torch.no_grad():
-                h, h1 = self.condition(c.to(dev))
-                guided = guidance_scale is not None and guidance_scale != 1.0
+    def sample_latents(self, c, frames: int, steps: int = 200, guidance_scale: float = 2.5, generator=None):
+        """DDIM (eta 0) from N(0, I) given c (B, N, cond_dim); classifier-free guidance against zeros."""
+        sched = copy.deepcopy(self.scheduler)
+        sched.set_timesteps(int(steps))
+        dev = self.device
+        vae_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        shape = (len(c), self.unet.config.in_channels, self.padded_frames(frames) // vae_factor, self.n_mels // vae_factor)
+        dtype = next(self.unet.parameters()).dtype
+        z = torch.randn(shape, generator=generator, dtype=torch.float32).to(dev, dtype) * sched.init_noise_sigma
+        with torch.no_grad():
+            h, h1 = self.condition(c.to(dev))
+            guided = guidance_scale is not None and guidance_scale != 1.0
+            if guided:
+                h = torch.cat([torch.zeros_like(h), h])
+                h1 = None if h1 is None else torch.cat([h1, h1])
+            for t in sched.timesteps:
+                inp = torch.cat([z, z]) if guided else z
+                inp = sched.scale_model_input(inp, t)
+                e = self.eps(inp, t.to(dev), h, h1)
                 if guided:
-                    h = torch.cat([torch.zeros_like(h), h])
-                    h1 = None if h1 is None else torch.cat([h1, h1])
-                for t in sched.timesteps:
-                    inp = torch.cat([z, z]) if guided else z
-                    inp = sched.scale_model_input(inp, t)
-                    e = self.eps(inp, t.to(dev), h, h1)
-                    if guided:
-                        e_u, e_c = e.chunk(2)
-                        e = e_u + guidance_scale * (e_c - e_u)
-                    z = sched.step(e, t, z, eta=0.0).prev_sample
-            return z
+                    e_u, e_c = e.chunk(2)
+                    e = e_u + guidance_scale * (e_c - e_u)
+                z = sched.step(e, t, z, eta=0.0).prev_sample
+        return z
 
-        def generate(self, c, frames: int, steps: int = 200, guidance_scale: float = 2.5, seed: int = 0,
-                     batch_size: int = 8):
-            """c (n, N, cond_dim) -> mel (n, n_mels, frames) float32, batched; the seed fixes every batch's noise."""
-            import torch
-
-            out = []
-            gen = torch.Generator().manual_seed(int(seed))
-            for start in range(0, len(c), batch_size):
-                cb = torch.as_tensor(np.asarray(c[start : start + batch_size]), dtype=torch.float32)
-                z = self.sample_latents(cb, frames, steps, guidance_scale, gen)
-                out.append(self.latent_to_mel(z, frames).cpu().numpy())
-            return np.concatenate(out).astype(np.float32)
-
-    return LatentDiffusion
-
-
-_CLASS = None
-
-
-def LatentDiffusion(*args, **kwargs):
-    """Build the module (torch is imported lazily; see ``_torch_module_class``)."""
-    global _CLASS
-    if _CLASS is None:
-        _CLASS = _torch_module_class()
-    return _CLASS(*args, **kwargs)
+    def generate(self, c, frames: int, steps: int = 200, guidance_scale: float = 2.5, seed: int = 0,
+                 batch_size: int = 8):
+        """c (n, N, cond_dim) -> mel (n, n_mels, frames) float32, batched; the seed fixes every batch's noise."""
+        out = []
+        gen = torch.Generator().manual_seed(int(seed))
+        for start in range(0, len(c), batch_size):
+            cb = torch.as_tensor(np.asarray(c[start : start + batch_size]), dtype=torch.float32)
+            z = self.sample_latents(cb, frames, steps, guidance_scale, gen)
+            out.append(self.latent_to_mel(z, frames).cpu().numpy())
+        return np.concatenate(out).astype(np.float32)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from bench.audio import hz_to_mel_htk
 from bench.errors import BenchError
 
 from bench import SAMPLE_RATE
@@ -45,18 +46,14 @@ TINY = dict(channels=(4, 4, 8, 8, 8, 8), hidden=16, embedding=8)
 """A small network with the same front end, for tests."""
 
 
-def _hz_to_mel_htk(hz):
-    return 1127.0 * np.log(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
-
-
 def mel_matrix(n_mels: int = N_MELS, n_bins: int = N_FFT // 2 + 1, sr: int = SAMPLE_RATE,
                fmin: float = FMIN, fmax: float = FMAX) -> np.ndarray:
     """(n_bins, n_mels) float64 VGGish mel weights (mel_features.spectrogram_to_mel_matrix)."""
     nyquist = sr / 2.0
     if not 0.0 <= fmin < fmax <= nyquist:
         raise BenchError(f"mel band must satisfy 0 <= fmin < fmax <= {nyquist}, got {fmin}, {fmax}")
-    bins_mel = _hz_to_mel_htk(np.linspace(0.0, nyquist, n_bins))
-    edges = np.linspace(_hz_to_mel_htk(fmin), _hz_to_mel_htk(fmax), n_mels + 2)
+    bins_mel = hz_to_mel_htk(np.linspace(0.0, nyquist, n_bins))
+    edges = np.linspace(hz_to_mel_htk(fmin), hz_to_mel_htk(fmax), n_mels + 2)
     lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
     rising = (bins_mel[:, None] - lower[None, :]) / (center - lower)[None, :]
     falling = (upper[None, :] - bins_mel[:, None]) / (upper - center)[None, :]
