@@ -19,13 +19,13 @@ import numpy as np
 from bench.io import write_text
 
 
-def _fmt(v: float | None, digits: int = 3) -> str:
+def fmt_value(v: float | None, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
     return f"{v:.{digits}f}"
 
 
-def _value(metric: dict) -> float | None:
+def metric_value(metric: dict) -> float | None:
     if metric.get("status") != "ok":
         return None
     v = metric.get("value")
@@ -40,7 +40,7 @@ _CONDITIONAL_KEYS = ("p_gt", "prompt")
 _PROMPT_ORDER = {"none": 0, "text": 1, "audio": 2}
 
 
-def _row_name(rec: dict, drop: tuple = ()) -> str:
+def row_name(rec: dict, drop: tuple = ()) -> str:
     info = rec.get("method_info", {})
     name = info.get("display_name") or rec["config"]["method"]
     extras = [rec["config"]["profile"]]
@@ -51,11 +51,11 @@ def _row_name(rec: dict, drop: tuple = ()) -> str:
     return label
 
 
-def _is_random_init(rec: dict) -> bool:
+def is_random_init(rec: dict) -> bool:
     return rec.get("method_info", {}).get("backbone_weights") == "random-init"
 
 
-def _is_reference(rec: dict) -> bool:
+def is_reference(rec: dict) -> bool:
     return bool(rec.get("method_info", {}).get("reference"))
 
 
@@ -133,16 +133,16 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
     stale: dict[str, str] = {}
     current_fp: dict = {}
     for r in recs:
-        row = _row_name(r)
+        row = row_name(r)
         info = r.get("method_info", {})
-        if _is_reference(r):
+        if is_reference(r):
             reference_rows.add(row)
         note = _stale_note(r, current_fp)
         if note:
             stale.setdefault(row, note)
         if "p_gt" in info and "prompt" in info:
-            conditional[row] = (_row_name(r, drop=_CONDITIONAL_KEYS), float(info["p_gt"]), str(info["prompt"]))
-        if _is_random_init(r):
+            conditional[row] = (row_name(r, drop=_CONDITIONAL_KEYS), float(info["p_gt"]), str(info["prompt"]))
+        if is_random_init(r):
             random_rows.add(row)
         if "acoustic_feature_pcc" in r.get("method_info", {}):
             feature_pcc[row][r["config"]["subject"]].append(float(r["method_info"]["acoustic_feature_pcc"]))
@@ -154,7 +154,7 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
         versions.add(r["config"]["dataset_version"])
         shas.add(r["provenance"]["git"]["sha"][:10] + ("+dirty" if r["provenance"]["git"].get("dirty") else ""))
         for m, val in r["metrics"].items():
-            table[row][subj][m].append(_value(val))
+            table[row][subj][m].append(metric_value(val))
             if val.get("status") != "ok":
                 reasons[m].add(_short_reason(val))
             if "per_sample" in val:
@@ -276,11 +276,11 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
             cells = [row]
             for m in cols:
                 mean = subject_mean(row, subj, m)
-                txt = _fmt(mean)
+                txt = fmt_value(mean)
                 samples = per_sample[row][subj].get(m)
                 if mean is not None and samples:
                     lo, hi = bootstrap_ci(np.concatenate(samples), seed=0)
-                    txt = f"{_fmt(mean)} [{_fmt(lo)}, {_fmt(hi)}]"
+                    txt = f"{fmt_value(mean)} [{fmt_value(lo)}, {fmt_value(hi)}]"
                 if mean is not None and row in best.get(m, set()) and len(rows) > 1:
                     txt = f"**{txt}**"
                 cells.append(txt)
@@ -303,7 +303,7 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
         for row in rows:
             per = [float(np.mean(feature_pcc[row][s])) if s in feature_pcc[row] else None for s in subjects]
             vals = [v for v in per if v is not None]
-            lines.append("| " + " | ".join([row] + [_fmt(v) for v in per] + [_fmt(float(np.mean(vals)) if vals else None)]) + " |")
+            lines.append("| " + " | ".join([row] + [fmt_value(v) for v in per] + [fmt_value(float(np.mean(vals)) if vals else None)]) + " |")
 
     # per-subject tables
     lines.append("")
@@ -422,7 +422,7 @@ def _summary_cells(row, cols, summary, best) -> tuple[list[str], int]:
     for m in cols:
         mean, sd, n = summary(row, m)
         n_subj = max(n_subj, n)
-        txt = _fmt(mean) if sd is None or mean is None else f"{_fmt(mean)} ± {_fmt(sd)}"
+        txt = fmt_value(mean) if sd is None or mean is None else f"{fmt_value(mean)} ± {fmt_value(sd)}"
         if mean is not None and row in best.get(m, set()):
             txt = f"**{txt}**"
         cells.append(txt)
@@ -444,7 +444,7 @@ def _reported_table(reported: dict, first: str, metric_spec) -> list[str]:
     columns = paper_columns()
     lines = _table_head([first] + [f"{metric_spec(m).label} {_arrow(metric_spec(m).higher_is_better)}" for m in columns])
     for name, vals in reported["rows"].items():
-        lines.append("| " + " | ".join([f"{name} (reported)"] + [_fmt(vals.get(m)) for m in columns]) + " |")
+        lines.append("| " + " | ".join([f"{name} (reported)"] + [fmt_value(vals.get(m)) for m in columns]) + " |")
     return lines
 
 

@@ -168,7 +168,7 @@ def _dataset_key(rec: dict) -> str:
 
 def _select(records, dataset, methods, subject, seed) -> tuple[list[_Column], list[str]]:
     """Columns in display order (methods, random-init, references), each with one record per subject."""
-    from bench.leaderboard import _is_random_init, _row_name
+    from bench.leaderboard import is_random_init, row_name
 
     have = sorted({r["config"]["method"] for r in records})
     if methods:
@@ -190,10 +190,10 @@ def _select(records, dataset, methods, subject, seed) -> tuple[list[_Column], li
     by_row: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     group_of: dict[str, str] = {}
     for r in records:
-        row = _row_label(r, _row_name)
+        row = _row_label(r, row_name)
         by_row[row][r["config"]["subject"]].append(r)
         group_of[row] = ("reference" if r["config"]["method"] in REFERENCE_METHODS
-                         else "random-init" if _is_random_init(r) else "method")
+                         else "random-init" if is_random_init(r) else "method")
     warnings: list[str] = []
     order = {"method": 0, "random-init": 1, "reference": 2}
     columns, slugs = [], {GROUND_TRUTH}
@@ -363,10 +363,10 @@ def _write_png(path: Path, levels: np.ndarray) -> None:
 
 def _metric_columns(columns) -> list[str]:
     """Metric names of the shown records: the paper's columns (and their variants) first, then the rest."""
-    from bench.leaderboard import PAPER_COLUMNS
+    from metrics.registry import paper_columns
 
     present = sorted({m for c in columns for r in c.records.values() for m in r["metrics"]})
-    first = [m for p in PAPER_COLUMNS for m in present if m == p or m.startswith(p + ":")]
+    first = [m for p in paper_columns() for m in present if m == p or m.startswith(p + ":")]
     return first + [m for m in present if m not in first]
 
 
@@ -379,7 +379,7 @@ def _per_sample(rec: dict, metric: str) -> np.ndarray | None:
 
 def _summary(col: _Column, metric: str) -> dict:
     """mean and bootstrap 95% CI over every test sample of the shown records (set-level metrics: mean over records)."""
-    from bench.leaderboard import _value
+    from bench.leaderboard import metric_value
     from bench.stats import bootstrap_ci, mean_finite
 
     recs = [col.records[s] for s in sorted(col.records)]
@@ -388,15 +388,15 @@ def _summary(col: _Column, metric: str) -> dict:
         pooled = np.concatenate(samples)
         lo, hi = bootstrap_ci(pooled, seed=0)
         return {"mean": mean_finite(pooled), "lo": lo, "hi": hi, "n": int(np.isfinite(pooled).sum())}
-    values = [v for v in (_value(r["metrics"].get(metric, {})) for r in recs) if v is not None]
+    values = [v for v in (metric_value(r["metrics"].get(metric, {})) for r in recs) if v is not None]
     if values:
         return {"mean": float(np.mean(values)), "lo": None, "hi": None, "n": len(values)}
     reasons = sorted({r["metrics"].get(metric, {}).get("reason", "") for r in recs} - {""})
     return {"mean": None, "reason": "; ".join(reasons) or "not computed for these records"}
 
 
-def _fmt(v, digits: int = 3) -> str:
-    from bench.leaderboard import _fmt as fmt
+def fmt_value(v, digits: int = 3) -> str:
+    from bench.leaderboard import fmt_value as fmt
 
     return fmt(v, digits)
 
@@ -500,10 +500,10 @@ def _page_context(dataset, ds, columns, stimuli, splits, metric_cols, plots, ima
                 if s["mean"] is None:
                     cells.append({"text": "n/a", "title": s["reason"], "value": ""})
                 elif s["lo"] is None:
-                    cells.append({"text": _fmt(s["mean"]), "title": f"set-level; mean over {s['n']} record(s)", "value": _fmt(s["mean"], 6)})
+                    cells.append({"text": fmt_value(s["mean"]), "title": f"set-level; mean over {s['n']} record(s)", "value": fmt_value(s["mean"], 6)})
                 else:
-                    cells.append({"text": f"{_fmt(s['mean'])} [{_fmt(s['lo'])}, {_fmt(s['hi'])}]",
-                                  "title": f"mean [bootstrap 95% CI] over {s['n']} test samples", "value": _fmt(s["mean"], 6)})
+                    cells.append({"text": f"{fmt_value(s['mean'])} [{fmt_value(s['lo'])}, {fmt_value(s['hi'])}]",
+                                  "title": f"mean [bootstrap 95% CI] over {s['n']} test samples", "value": fmt_value(s["mean"], 6)})
             rows.append({"label": col.label, "slug": col.slug, "cells": cells,
                          "subjects": ", ".join(sorted(col.records)),
                          "seeds": ", ".join(sorted({str(r["config"]["seed"]) for r in col.records.values()}))})
@@ -528,7 +528,7 @@ def _page_context(dataset, ds, columns, stimuli, splits, metric_cols, plots, ima
                 v = _per_sample(rec, m)
                 if v is not None:
                     val = float(v[i])
-                    ms.append({"name": _metric_label(m), "text": _fmt(val)})
+                    ms.append({"name": _metric_label(m), "text": fmt_value(val)})
                     sort_values[f"{col.slug}:{m}"] = val if math.isfinite(val) else None
             cells.append({"slug": col.slug, "label": col.label, "audio": f"audio/{stim}/{col.slug}.wav",
                           "img": images[(stim, col.slug)], "metrics": ms, "missing": ""})

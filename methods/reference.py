@@ -15,7 +15,7 @@ import numpy as np
 
 from bench.networks.vocoder import VOCODER_PARAM_VALUES
 from bench.targets import vocoder_mels
-from methods.base import Interval, Method, Options, Reconstruction
+from methods.base import Interval, Method, Options, Reconstruction, check_fmri
 
 
 class _Reference(Method):
@@ -23,6 +23,7 @@ class _Reference(Method):
 
     def _fit(self, train, *, progress: bool = False) -> None:
         self.n_samples_audio_ = int(train.clips.audio.shape[1])
+        self.n_voxels_in_ = int(check_fmri(train.fmri, "train.fmri").shape[1])  # the contract every method keeps
 
     def target_features(self, split) -> dict[str, np.ndarray]:
         mels = vocoder_mels(split)
@@ -45,6 +46,7 @@ class Oracle(_Reference):
         from bench.networks.vocoder import get_vocoder
 
         self.check_is_fitted()
+        check_fmri(test.fmri, "test.fmri", n_voxels=self.n_voxels_in_)
         mel = vocoder_mels(test)
         vocoder = get_vocoder(self.vocoder, n_iter=self.griffin_lim_iters, seed=self.random_state_, device=self.device_)
         audio = vocoder.mel_to_audio(mel, self.n_samples_audio_)
@@ -82,6 +84,7 @@ class Chance(_Reference):
 
     def predict(self, test) -> Reconstruction:
         self.check_is_fitted()
+        check_fmri(test.fmri, "test.fmri", n_voxels=self.n_voxels_in_)
         rows = shuffled_rows(test.stim_id, np.asarray(test.onset_s, dtype=np.float64),
                              np.random.default_rng(self.random_state_))
         audio = np.asarray(test.audio[rows], dtype=np.float32)

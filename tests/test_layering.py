@@ -25,7 +25,7 @@ TOOLKIT = {
 }
 HARNESS = {
     "bench.cli", "bench.runner", "bench.leaderboard", "bench.check", "bench.weights_cli", "bench.records",
-    "bench.provenance",
+    "bench.provenance", "bench.fingerprint", "bench.report", "bench.rescore", "bench.score",
 }
 
 
@@ -51,27 +51,11 @@ def _resolve(name: str) -> str | None:
 
 
 def imports_of(module: str) -> set[str]:
-    """Suite modules imported anywhere in ``module`` (top level, functions, TYPE_CHECKING blocks)."""
-    path = MODULES[module]
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            targets = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(anchor + ([node.module] if node.module else []))
-            # `from pkg import mod` imports pkg.mod; `from mod import name` imports mod
-            targets = [f"{base}.{alias.name}" for alias in node.names]
-        else:
-            continue
-        for target in targets:
-            resolved = _resolve(target)
-            if resolved and resolved != module:
-                found.add(resolved)
-    return found
+    """Suite modules imported anywhere in ``module`` (top level, functions, TYPE_CHECKING blocks): the same reading
+    of imports that code fingerprints use (``bench.fingerprint.imported_modules``)."""
+    from bench.fingerprint import imported_modules
+
+    return {m for m in imported_modules(module) if m in MODULES and m != module}
 
 
 GRAPH = {m: imports_of(m) for m in MODULES}

@@ -97,6 +97,8 @@ def test_predict_before_fit_is_named(name, speech):
 @pytest.mark.parametrize("name", NAMES)
 def test_fit_validates_parameters_before_any_work(name):
     cls = get_method(name)
+    if not cls.param_constraints:
+        pytest.skip(f"{name} has no parameters to validate")
     key = sorted(cls.param_constraints)[0]
     method = cls.from_profile("tiny", {key: object()})
     # train=None: a method that touched the data before validating would fail with another error

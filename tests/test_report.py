@@ -154,15 +154,15 @@ def test_selection_options(report_runs, tiny_catalogue, tmp_path):
 
 
 def test_row_labels_follow_the_leaderboard():
-    from bench.leaderboard import _row_name
+    from bench.leaderboard import row_name
     from bench.report import _row_label
 
     rec = {"config": {"method": "c2f_ldm", "profile": "tiny", "overrides": {"p_gt": 0.5}}, "method_info": {"display_name": "C2F-LDM"}}
-    assert _row_label(rec, _row_name) == "C2F-LDM (tiny; p_gt=0.5)"
+    assert _row_label(rec, row_name) == "C2F-LDM (tiny; p_gt=0.5)"
     rec["method_info"]["backbone_weights"] = "random-init"
-    assert _row_label(rec, _row_name) == "C2F-LDM (tiny; p_gt=0.5) [random-init]"
+    assert _row_label(rec, row_name) == "C2F-LDM (tiny; p_gt=0.5) [random-init]"
     rec["method_info"]["backbone_weights"] = "sim-pretrained"
-    assert _row_label(rec, _row_name) == "C2F-LDM (tiny; p_gt=0.5) [sim-pretrained]"
+    assert _row_label(rec, row_name) == "C2F-LDM (tiny; p_gt=0.5) [sim-pretrained]"
 
 
 def _copy_runs(report_runs, tmp_path) -> Path:
