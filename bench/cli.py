@@ -95,7 +95,7 @@ def run(
     data_root: Optional[Path] = DataRoot,
     leaderboard: bool = typer.Option(True, "--leaderboard/--no-leaderboard", help="Rewrite leaderboards afterwards."),
     out: Path = typer.Option(Path("leaderboards"), "--out", help="Leaderboard folder."),
-    executor: str = typer.Option("inline", "--executor", help="inline (here, one cell after another), slurm (job arrays), local or debug (submitit, for tests)."),
+    executor: str = typer.Option("inline", "--executor", help="inline (here, one cell after another), slurm (job arrays), local (submitit processes on this machine, all at once) or debug (in this process; pdb on an error)."),
     executor_config: Optional[Path] = typer.Option(None, "--executor-config", help="YAML of resource settings: defaults: and methods: {<method>: ...}."),
     partition: Optional[str] = typer.Option(None, "--partition", help="Slurm partition."),
     gpus_per_node: Optional[int] = typer.Option(None, "--gpus-per-node", help="GPUs per task."),

@@ -538,8 +538,8 @@ def run_with_executor(
             except Exception:
                 pass  # the task wrote its error record; wait_for reports it
     if not wait and kind != "debug":
-        echo(f"follow with: bench status --runs {runs}   (or squeue --me; the cells resume if rerun)"
-             if kind == "slurm" else f"follow with: bench status --runs {runs}")
+        follow = f"bench status --runs {runs}" + ("  (or squeue --me)" if kind == "slurm" else "")
+        echo(f"follow with: {follow}; when done: bench leaderboard --runs {runs}; rerunning this command resubmits only unfinished cells")
         return 0
     result = wait_for(sub, progress=progress, echo=echo)
     echo(f"{result['done']} done, {len(result['failed'])} failed, {sub.skipped} skipped; records in {runs}")

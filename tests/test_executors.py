@@ -119,6 +119,18 @@ def test_failing_cell_writes_error_record_and_status_says_failed(tiny_catalogue,
     assert row.state == "failed" and "not prepared" in row.detail and "attempt 1" in row.detail
 
 
+@pytest.mark.slow
+def test_local_executor_reports_a_failing_cell(tiny_catalogue, tmp_path):
+    """submitit's LocalExecutor (a child process per task): the error record comes back through --wait."""
+    runs = tmp_path / "runs"
+    proc = bench("run", "-m", "lir", "-d", "brain2sound", "--executor", "local", "--wait", "--runs", str(runs),
+                 "--no-leaderboard")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAILED   lir brain2sound sub-S1 seed 0 (tiny)  NotPreparedError" in proc.stdout
+    assert "0 done, 1 failed, 0 skipped" in proc.stdout
+    assert len(list(runs.rglob("*.error"))) == 1 and not list(runs.rglob("*.running"))
+
+
 def test_status_from_files(tiny_catalogue, tmp_path, monkeypatch):
     """done / running / missing (interrupted, checkpoint) / stale, with no scheduler asked."""
     import types
@@ -224,3 +236,36 @@ def test_once_under_lock_runs_once_across_processes(tmp_path):
     assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
     assert [o[0].strip() for o in outs] == ["made"] * 4
     assert len(Path(str(target) + ".log").read_text().split()) == 1
+
+
+_EMB_CHILD = textwrap.dedent("""
+    import json, os, time
+    import numpy as np
+    from bench.datasets import get_dataset
+    from metrics import embeddings
+    def fake_embed(net, audio, batch_size=None):
+        with open(os.environ["EMB_LOG"], "a") as fh:
+            fh.write(f"{os.getpid()}\\n")
+        time.sleep(0.5)  # the others arrive while this one computes
+        return {"embedding": np.asarray(audio[:, :4], dtype=np.float32)}
+    embeddings.embed_audio = fake_embed
+    net = embeddings.Network("panns", "fake", "0" * 64, False, None, "cpu", "test")
+    split = get_dataset("tiny-sound").load_split("sim01", "test")
+    out = embeddings.reference_embeddings(split, net)
+    print(json.dumps(float(out["embedding"].astype("float64").sum())))
+""")
+
+
+@pytest.mark.slow
+def test_racing_processes_compute_reference_embeddings_once(tiny_catalogue, tmp_path):
+    """Three processes ask for the same reference-embedding cache: one computes and writes it, all read the same."""
+    from bench.datasets import get_dataset
+
+    get_dataset("tiny-sound").load_split("sim01", "test")  # data generated before the race
+    env = {**os.environ, "EMB_LOG": str(tmp_path / "emb.log"), "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", _EMB_CHILD], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    assert len({o[0].strip() for o in outs}) == 1
+    assert len((tmp_path / "emb.log").read_text().split()) == 1

@@ -121,6 +121,7 @@ def test_requeued_task_resumes_from_its_epoch_checkpoint(small_catalogue, tmp_pa
     _queue_empty()
 
 
+@pytest.mark.slow
 def test_failing_task_writes_error_record(tiny_catalogue, tmp_path):
     """A cell that raises (its real dataset is not prepared): error record with message, traceback file, node, attempt."""
     runs = tmp_path / "runs"
@@ -157,6 +158,7 @@ def test_status_after_killed_driver(small_catalogue, tmp_path):
     assert "2 done, 0 running, 0 failed, 0 missing" in proc.stdout, proc.stdout
 
 
+@pytest.mark.slow
 def test_unknown_partition_and_refused_requests_submit_nothing(tiny_catalogue, tmp_path):
     runs = tmp_path / "runs"
     base = ["run", "-m", "lir", "-d", "tiny-sound", "--executor", "slurm", "--runs", str(runs), "--no-leaderboard"]
