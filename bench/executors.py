@@ -401,7 +401,7 @@ def submit_cells(
     groups: dict[ResourceRequest, list] = {}
     for cell in cells:
         path = record_path(runs, resolve_config(cell, data_root))
-        if path.exists() and not overwrite:
+        if path.exists() and not overwrite and _current_record(path):
             sub.skipped += 1
             continue
         req = resources_for(cell.method, config, flags or {})
@@ -449,6 +449,17 @@ def submit_cells(
         if jobs:
             sub.array_ids.append(str(jobs[0].job_id).split("_")[0])
     return sub
+
+
+def _current_record(path: Path) -> bool:
+    """Whether the record at ``path`` is readable and made by today's code (a task would skip its cell)."""
+    from bench.records import load_record
+    from bench.status import is_stale
+
+    try:
+        return not is_stale(load_record(path))
+    except BenchError:
+        return False  # unreadable: the task reports it
 
 
 _TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE",
