@@ -21,7 +21,7 @@ import numpy as np
 
 from bench.errors import BenchError
 
-SAMPLE_RATE = 16_000
+from bench import SAMPLE_RATE
 
 VOCODER_MEL = dict(sr=16_000, n_fft=1024, hop=160, win=1024, n_mels=64, fmin=0.0, fmax=8000.0, floor=1e-5)
 """AudioLDM2 (cvssp/audioldm2) mel for the VAE and the SpeechT5HifiGan vocoder."""

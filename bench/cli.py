@@ -1,4 +1,4 @@
-"""The ``bench`` command line: run, leaderboard, check, data, list.
+"""The ``bench`` command line: run, leaderboard, report, check, data, list.
 
 User errors (``BenchError``) print one line on stderr and exit with status 2, no traceback.
 """
@@ -69,6 +69,9 @@ def _parse_grid(pairs: list[str] | None) -> dict:
     return out
 
 
+REFERENCE_METHODS = ("oracle", "chance")
+
+
 def _parse_seeds(spec: str) -> list[int]:
     try:
         return [int(s) for s in spec.split(",") if s.strip()]
@@ -86,6 +89,7 @@ def run(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     scale: str = typer.Option("default", "--scale", help="Simulated datasets only: default or paper sizes."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Recompute cells that already have records."),
+    reuse_stale: bool = typer.Option(False, "--reuse-stale", help="Keep records computed by other code (marked stale) instead of recomputing them."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a method parameter: KEY=VALUE (YAML value)."),
     grid: Optional[List[str]] = typer.Option(None, "--grid", help="Run every value of a parameter: KEY=V1,V2 (repeatable; e.g. --grid lr=1e-4,3e-4)."),
     prompt: Optional[str] = typer.Option(None, "--prompt", help="LDM methods: none, text or audio; a comma list runs each (the paper's Table 3 columns)."),
@@ -94,6 +98,7 @@ def run(
     runs: Optional[Path] = RunsDir,
     data_root: Optional[Path] = DataRoot,
     leaderboard: bool = typer.Option(True, "--leaderboard/--no-leaderboard", help="Rewrite leaderboards afterwards."),
+    references: bool = typer.Option(True, "--references/--no-references", help="Also score the reference rows (oracle: ground truth through the vocoder; chance: shuffled stimuli) of each dataset, subject and seed."),
     out: Path = typer.Option(Path("leaderboards"), "--out", help="Leaderboard folder."),
     executor: str = typer.Option("inline", "--executor", help="inline (here, one cell after another), slurm (job arrays), local (submitit processes on this machine, all at once) or debug (in this process; pdb on an error)."),
     executor_config: Optional[Path] = typer.Option(None, "--executor-config", help="YAML of resource settings: defaults: and methods: {<method>: ...}."),
@@ -127,8 +132,12 @@ def run(
         if key in grid_values:
             raise BenchError(f"--{key.replace('_', '-')} and --grid {key}=... both given; use one")
         grid_values.update(_parse_grid([f"{key}={spec}"]))
-    cells = plan_cells(methods, datasets, subj, _parse_seeds(seeds), profile, scale, _parse_sets(set_), data_root,
+    seed_list = _parse_seeds(seeds)
+    cells = plan_cells(methods, datasets, subj, seed_list, profile, scale, _parse_sets(set_), data_root,
                        grid=grid_values)
+    if references:  # the same reference cells for every method run: computed once, then skipped
+        refs = [m for m in REFERENCE_METHODS if m not in methods]
+        cells = plan_cells(refs, datasets, subj, seed_list, profile, scale, {}, data_root) + cells if refs else cells
     rdir = runs_dir(runs)
     if executor != "inline" or dry_run or wait:
         from bench.executors import run_executor_command
@@ -147,8 +156,9 @@ def run(
     from tqdm.auto import tqdm
 
     summary = run_cells(cells, runs=rdir, data_root=data_root, device=device, overwrite=overwrite,
-                        error_score=error_score, progress=sys.stderr.isatty(), echo=_echo_line)
-    typer.echo(f"{summary.count('done')} done, {summary.count('skipped')} skipped, {summary.count('failed')} failed; records in {rdir}")
+                        error_score=error_score, progress=sys.stderr.isatty(), echo=_echo_line, reuse_stale=reuse_stale)
+    stale = f", {summary.count('stale')} stale (kept)" if summary.count("stale") else ""
+    typer.echo(f"{summary.count('done')} done, {summary.count('skipped')} skipped{stale}, {summary.count('failed')} failed; records in {rdir}")
     if leaderboard:
         _write_leaderboards(rdir, out)
     if summary.count("failed"):
@@ -212,6 +222,37 @@ def status_cmd(
     typer.echo(f"{summary_line(rows)} (runs folder {rdir})")
 
 
+@app.command()
+def score(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset whose test split the reconstructions are of."),
+    subject: str = typer.Option(..., "--subject", help="Subject whose test split the reconstructions are of."),
+    input_: Path = typer.Option(..., "--input", help="A folder of <sample_id>.wav files or an .npz with audio and stim_id."),
+    name: str = typer.Option(..., "--name", help="Row name for these reconstructions on the leaderboard."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (for the embedding networks)."),
+    scale: str = typer.Option("default", "--scale", help="Simulated datasets only: default or paper sizes."),
+    runs: Optional[Path] = RunsDir,
+    data_root: Optional[Path] = DataRoot,
+    leaderboard: bool = typer.Option(True, "--leaderboard/--no-leaderboard", help="Rewrite leaderboards afterwards."),
+    out: Path = typer.Option(Path("leaderboards"), "--out", help="Leaderboard folder."),
+):
+    """Score reconstructions made by any other code (one 16-kHz WAV per test sample) into a run record."""
+    from bench.runner import runs_dir
+    from bench.score import score_external
+
+    rdir = runs_dir(runs)
+    path, record = score_external(dataset, subject, input_, name, runs=rdir, data_root=data_root, device=device, scale=scale)
+    m = record["metrics"]
+    shown = ", ".join(f"{k}={_fmt_value(m[k]['value'])}" for k in ("pcc", "psnr") if m.get(k, {}).get("status") == "ok")
+    typer.echo(f"scored {name} on {dataset} sub-{subject}: {shown}; record {path}")
+    if leaderboard:
+        _write_leaderboards(rdir, out)
+
+
+def _fmt_value(v) -> str:
+    """A record's metric value for a progress line: numbers to 3 decimals, "nan"/"inf" as stored."""
+    return f"{v:.3f}" if isinstance(v, (int, float)) else str(v)
+
+
 @app.command("leaderboard")
 def leaderboard_cmd(
     runs: Optional[Path] = RunsDir,
@@ -221,6 +262,30 @@ def leaderboard_cmd(
     from bench.runner import runs_dir
 
     _write_leaderboards(runs_dir(runs), out)
+
+
+@app.command()
+def report(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset (name, or name@scale) whose records to show."),
+    methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated methods (default: all with records)."),
+    subject: Optional[str] = typer.Option(None, "--subject", help="One subject (default: all)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed shown (default: the lowest per method and subject)."),
+    max_stimuli: Optional[int] = typer.Option(None, "--max-stimuli", help="At most K test stimuli per subject, evenly spaced."),
+    out: Path = typer.Option(Path("reports"), "--out", help="Folder for <dataset>/index.html (or <dataset>.html with --embed)."),
+    embed: bool = typer.Option(False, "--embed", help="One self-contained HTML file instead of a linked folder."),
+    runs: Optional[Path] = RunsDir,
+    data_root: Optional[Path] = DataRoot,
+):
+    """Write an HTML page to hear and see each method's reconstructions beside the ground truth."""
+    from bench.report import build_report
+    from bench.runner import runs_dir
+
+    chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    result = build_report(dataset, runs=runs_dir(runs), out=out, methods=chosen, subject=subject, seed=seed,
+                          max_stimuli=max_stimuli, embed=embed, data_root=data_root)
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"wrote {result.path} ({result.n_stimuli} stimuli x {result.n_columns} players, {result.size_bytes / 2**20:.1f} MiB)")
 
 
 @app.command()

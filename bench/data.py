@@ -1,4 +1,4 @@
-"""Prepared data: the on-disk format every dataset is turned into, and ``load_split`` to read it.
+"""Prepared data: the on-disk format every dataset is turned into, and its readers (``bench.datasets.load_split`` reads a split by dataset name).
 
 Layout under the data root (``$BENCH_DATA``, default a user cache folder)::
 
@@ -16,6 +16,7 @@ repetitions share clips: targets (mels, embeddings) are computed once per clip.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -33,10 +34,30 @@ MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
 
+_ACTIVE_ROOT: list[Path] = []
+
+
+@contextlib.contextmanager
+def use_data_root(root: str | os.PathLike | None):
+    """Within this block, ``data_root()`` without an argument is ``root`` (when given): the runner sets it around a
+    cell so every first-use cache (simulated data, reference embeddings, weights hashes) lands under one root."""
+    if root is None:
+        yield
+        return
+    _ACTIVE_ROOT.append(Path(root).expanduser())
+    try:
+        yield
+    finally:
+        _ACTIVE_ROOT.pop()
+
+
 def data_root(data_root: str | os.PathLike | None = None) -> Path:
-    """The data root: the argument, else ``$BENCH_DATA``, else the user cache folder."""
+    """The data root, by the one rule every part of the suite uses: the argument, else the root set by
+    ``use_data_root``, else ``$BENCH_DATA``, else the user cache folder."""
     if data_root is not None:
         return Path(data_root).expanduser()
+    if _ACTIVE_ROOT:
+        return _ACTIVE_ROOT[-1]
     env = os.environ.get("BENCH_DATA")
     if env:
         return Path(env).expanduser()
@@ -89,6 +110,7 @@ class Split:
     clip_index: np.ndarray
     clips: ClipTable
     info: dict = field(default_factory=dict, compare=False)
+    folder: Path | None = field(default=None, compare=False)  # the prepared version folder it was read from
 
     def __post_init__(self):
         if self.fmri.ndim != 2:
@@ -102,6 +124,15 @@ class Split:
     @property
     def n_samples(self) -> int:
         return self.fmri.shape[0]
+
+    def sibling(self, split: str) -> "Split":
+        """Another split of the same subject from the same prepared folder (e.g. Brain2Speech's ``prompt`` clips)."""
+        if self.folder is None:
+            raise BenchError(f"{self.dataset}/{self.subject}: this split was not read from a prepared folder, so its "
+                             f"{split!r} split cannot be found")
+        out = read_split(self.folder, self.subject, split, clips=self.clips)
+        out.info.update({k: v for k, v in self.info.items() if k not in out.info})
+        return out
 
     @property
     def n_voxels(self) -> int:
@@ -122,6 +153,14 @@ class Split:
     @property
     def label(self) -> np.ndarray:
         return self.clips.label[self.clip_index]
+
+    @property
+    def sample_id(self) -> np.ndarray:
+        """(n,) str: the stimulus id, or ``<stim_id>@<onset in s>`` where a stimulus has several windows in the split
+        (what external reconstructions are named by: ``bench score``)."""
+        stim = np.asarray(self.stim_id).astype(str)
+        clips_per_stim = {s: len(np.unique(self.clip_index[stim == s])) for s in np.unique(stim)}
+        return np.array([s if clips_per_stim[s] == 1 else f"{s}@{o:g}" for s, o in zip(stim, self.onset_s)], dtype=object)
 
     def unique_clips(self) -> np.ndarray:
         """Sorted clip indices this split uses."""
@@ -277,25 +316,8 @@ def read_split(folder: Path, subject: str, split: str, clips: ClipTable | None =
         clip_index=clip_index,
         clips=clips if clips is not None else read_clips(folder),
         info={"settings": manifest.get("settings", {}), **manifest["subjects"][subject]},
+        folder=Path(folder),
     )
-
-
-def load_split(
-    name: str,
-    subject: str,
-    split: str,
-    data_root: str | os.PathLike | None = None,
-    scale: str = "default",
-) -> Split:
-    """Load one subject's split of a prepared dataset.
-
-    Simulated datasets are generated (deterministically) on first use; real ones must have been
-    prepared with ``bench data prepare``. Returns a :class:`Split` with ``fmri`` (n, V) float32,
-    ``audio`` (n, samples) float32 at 16 kHz, ``stim_id``, ``onset_s``, ``label`` and ``subject``.
-    """
-    from bench.datasets import get_dataset
-
-    return get_dataset(name).load_split(subject, split, data_root=data_root, scale=scale)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -155,6 +155,8 @@ class Dataset:
         folder = self.ensure_prepared(data_root, scale)
         out = read_split(folder, str(subject), split, clips=_clips_cached(str(folder)))
         out.info["probe_groups"] = self.spec.get("probe_groups", "stim_id")
+        if self.spec.get("text_prompts") is not None:  # what prompt='text' methods read: not the catalogue itself
+            out.info["text_prompts"] = self.spec["text_prompts"]
         return out
 
     def prepared_subjects(self, root=None, scale: str = "default") -> list[str]:
@@ -216,3 +218,19 @@ def resolve_datasets(spec: str, root=None) -> list[str]:
     if not names:
         raise BenchError(f"no dataset selected by {spec!r}; `bench data ls` lists them")
     return names
+
+
+def load_split(
+    name: str,
+    subject: str,
+    split: str,
+    data_root: str | os.PathLike | None = None,
+    scale: str = "default",
+) -> Split:
+    """Load one subject's split of a prepared dataset.
+
+    Simulated datasets are generated (deterministically) on first use; real ones must have been
+    prepared with ``bench data prepare``. Returns a :class:`Split` with ``fmri`` (n, V) float32,
+    ``audio`` (n, samples) float32 at 16 kHz, ``stim_id``, ``onset_s``, ``label`` and ``subject``.
+    """
+    return get_dataset(name).load_split(subject, split, data_root=data_root, scale=scale)

@@ -30,7 +30,7 @@ import numpy as np
 
 from bench.errors import BenchError
 
-SAMPLE_RATE = 16_000
+from bench import SAMPLE_RATE
 FLOAT_EPS = float(np.finfo(np.float32).eps)  # 1.1920928955078125e-07, Kaldi's log floor
 
 AUDIOMAE_MEAN = -4.2677393

@@ -56,6 +56,37 @@ def _is_random_init(rec: dict) -> bool:
     return rec.get("method_info", {}).get("backbone_weights") == "random-init"
 
 
+def _is_reference(rec: dict) -> bool:
+    return bool(rec.get("method_info", {}).get("reference"))
+
+
+def _stale_note(rec: dict, current: dict) -> str | None:
+    """Why a record is stale (computed by code other than the running code), or None when it is current.
+
+    External reconstructions (``bench score``) have no suite code to compare and are never stale."""
+    from bench import fingerprint
+
+    code = rec.get("code")
+    if rec.get("external"):
+        return None
+    method = rec["config"]["method"]
+    if method not in current:
+        try:
+            current[method] = fingerprint.current(method)
+        except Exception:  # a method no longer registered: its records cannot be current
+            current[method] = None
+    if code and code.get("fingerprint") == current[method]:
+        return None
+    if not code:
+        return "computed before code fingerprints were recorded"
+    try:
+        changed = fingerprint.changed_modules(code, method)
+    except Exception:
+        changed = []
+    shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+    return f"computed by other code (fingerprint {code['fingerprint'][:10]}; changed since: {shown or 'unknown'})"
+
+
 def build_tables(records: list[dict]) -> dict[str, str]:
     """{dataset (with @scale when not default): markdown}."""
     from bench.datasets import catalogue
@@ -95,9 +126,17 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
     random_rows: set[str] = set()
     feature_pcc: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     conditional: dict[str, tuple] = {}  # row -> (row without p_gt / prompt, p_gt, prompt), for Table 3
+    reference_rows: set[str] = set()
+    stale: dict[str, str] = {}
+    current_fp: dict = {}
     for r in recs:
         row = _row_name(r)
         info = r.get("method_info", {})
+        if _is_reference(r):
+            reference_rows.add(row)
+        note = _stale_note(r, current_fp)
+        if note:
+            stale.setdefault(row, note)
         if "p_gt" in info and "prompt" in info:
             conditional[row] = (_row_name(r, drop=_CONDITIONAL_KEYS), float(info["p_gt"]), str(info["prompt"]))
         if _is_random_init(r):
@@ -122,9 +161,13 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
     all_rows = sorted(table)
     subjects = sorted({s for row in all_rows for s in table[row]})
     # Runs with random-initialised backbones are smoke tests: never ranked with pretrained ones.
+    # Reference rows (ceiling and floor) are shown apart and never ranked with the methods.
     row_groups = [(r, h) for r, h in (
-        ([r for r in all_rows if r not in random_rows], ""),
-        ([r for r in all_rows if r in random_rows], " — random-initialised backbones (smoke runs, not comparable)"),
+        ([r for r in all_rows if r not in random_rows and r not in reference_rows], ""),
+        ([r for r in all_rows if r in reference_rows],
+         " — reference rows: ground truth through the vocoder (ceiling), shuffled test stimuli (floor)"),
+        ([r for r in all_rows if r in random_rows and r not in reference_rows],
+         " — random-initialised backbones (smoke runs, not comparable)"),
     ) if r]
 
     def summary(row, m):
@@ -162,14 +205,18 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
             "not with the paper's numbers on real fMRI."
         )
     lines.append("")
+    lines.append(f"Listen and look: `bench report --dataset {ds_key}` writes `reports/{ds_key}/index.html` "
+                 "(players and mel spectrograms per test stimulus, beside the ground truth).")
+    lines.append("")
 
     def render(cols, heading, rows):
         best = best_rows(cols, lambda row, m: summary(row, m)[0], rows)
         header = ["Model"] + _headers(cols, metric_spec) + ["subjects", "seeds"]
         out = [f"## {heading}", "", *_table_head(header)]
         for row in rows:
-            cells, n_subj = _summary_cells(row, cols, summary, best if len(rows) > 1 else {})
-            cells = [row, *cells, str(n_subj or len(table[row])), str(len(n_seeds[row]))]
+            ranked = len(rows) > 1 and not all(r in reference_rows for r in rows)
+            cells, n_subj = _summary_cells(row, cols, summary, best if ranked else {})
+            cells = [row + (" †" if row in stale else ""), *cells, str(n_subj or len(table[row])), str(len(n_seeds[row]))]
             out.append("| " + " | ".join(cells) + " |")
         return out
 
@@ -177,6 +224,10 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
         if suffix:
             lines.append("")
         lines += render(paper_cols, "Reconstruction (the paper's Tables 1-2 columns)" + suffix, rows)
+    if stale:
+        lines.append("")
+        lines.append("† stale: " + "; ".join(f"{row}: {note}" for row, note in sorted(stale.items()))
+                     + ". Rerun `bench run` for these cells to recompute them with the current code.")
     unavailable = [m for m in paper_cols if m in reasons]
     if unavailable:
         lines.append("")

@@ -62,6 +62,13 @@ class Registry(Generic[T]):
                     self._targets[name] = target
         return target
 
+    def module_of(self, name: str) -> str:
+        """The module defining ``name``'s target, without importing it when the target is still lazy."""
+        if name not in self._targets:
+            raise BenchError(self.unknown_message(name))
+        target = self._targets[name]
+        return target.partition(":")[0] if isinstance(target, str) else target.__module__
+
     def unknown_message(self, name: str) -> str:
         close = difflib.get_close_matches(name, self.names(), n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""

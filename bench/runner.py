@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 import bench
-from bench.errors import BenchError
+from bench.errors import BenchError, UnavailableError
 from bench.io import ensure_writable_dir, write_json, write_npz
 from bench.records import SCHEMA_VERSION, config_hash, load_record, record_path
 
@@ -49,7 +49,7 @@ class Cell:
 @dataclass
 class CellOutcome:
     cell: Cell
-    status: str  # "done", "skipped", "failed"
+    status: str  # "done", "skipped", "stale" (kept by --reuse-stale), "failed"
     path: Path | None = None
     record: dict | None = None
     error: str = ""
@@ -132,23 +132,58 @@ def run_cell(
     overwrite: bool = False,
     metrics: list[str] | None = None,
     progress: bool = False,
+    reuse_stale: bool = False,
 ) -> CellOutcome:
-    """Run one cell unless its record exists; return what happened."""
+    """Run one cell unless its record exists and was computed by the same code; return what happened.
+
+    A record whose code fingerprint (``bench.fingerprint``) differs from the running code's is recomputed, or with
+    ``reuse_stale`` kept and reported as "stale".
+    """
+    from bench.data import use_data_root
+
+    with use_data_root(data_root):
+        return _run_cell(cell, runs=runs, data_root=data_root, device=device, overwrite=overwrite, metrics=metrics,
+                         progress=progress, reuse_stale=reuse_stale)
+
+
+def _run_cell(cell: Cell, *, runs: Path, data_root, device: str, overwrite: bool, metrics, progress: bool,
+              reuse_stale: bool) -> CellOutcome:
+    from bench import fingerprint
+
     config = resolve_config(cell, data_root)
     path = record_path(runs, config)
+    code = fingerprint.describe(cell.method)
     if path.exists() and not overwrite:
         try:
-            return CellOutcome(cell, "skipped", path, load_record(path))
+            record = load_record(path)
         except BenchError as exc:
             raise BenchError(f"{exc} (or pass --overwrite)") from None
+        if record_fingerprint(record) == code["fingerprint"]:
+            return CellOutcome(cell, "skipped", path, record)
+        if reuse_stale:
+            return CellOutcome(cell, "stale", path, record)
+        # computed by other code: recompute (the new record replaces it atomically)
+    try:
+        return _compute_cell(cell, config, path, code, runs=runs, data_root=data_root, device=device,
+                             metrics=metrics, progress=progress)
+    except CellFailed:
+        raise
+    except BenchError as exc:  # the configuration was valid: this cell failed (e.g. a checkpoint failing its hash)
+        raise CellFailed(str(exc)) from None
 
+
+class CellFailed(BenchError):
+    """A cell with a valid configuration failed with a user-facing reason; ``--error-score nan`` records it."""
+
+
+def _compute_cell(cell: Cell, config: dict, path: Path, code: dict, *, runs: Path, data_root, device: str, metrics,
+                  progress: bool) -> CellOutcome:
     import torch
 
     from bench.datasets import get_dataset
     from bench.provenance import git_info, machine_info, package_versions
     from methods import get_method
-    from methods.base import resolve_device
-    from metrics import METRICS, EvalContext, MetricResult
+    from bench.device import resolve_device
 
     device = resolve_device(device)
     dataset = get_dataset(cell.dataset)
@@ -168,20 +203,8 @@ def run_cell(
         predict_s = time.perf_counter() - t0
         _check_reconstruction(rec, test, cell)
         t0 = time.perf_counter()
-        ctx = EvalContext(rec, test, method)
-        ctx.device = device  # batched embedding networks run on the cell's device
-        ctx.embeddings_path = path.with_suffix(".emb.npz")  # the record's own embeddings: rescoring needs no refit
-        results: dict[str, MetricResult] = {}
-        higher: dict[str, bool] = {}
-        for name in metrics or METRICS.names():
-            spec = METRICS.get(name)
-            try:
-                out = spec.evaluate(ctx)
-            except BenchError as exc:  # the data cannot support this metric (e.g. too few classes)
-                out = MetricResult.unavailable(str(exc))
-            for key, res in (out.items() if isinstance(out, dict) else [(name, out)]):
-                results[key] = res
-                higher[key] = spec.higher_is_better
+        results, higher = score_reconstruction(rec, test, method, device=device,
+                                               embeddings_path=path.with_suffix(".emb.npz"), metrics=metrics)
         score_s = time.perf_counter() - t0
 
     pred_name = path.with_suffix(".npz").name
@@ -209,12 +232,14 @@ def run_cell(
         },
         "metrics": {k: v.to_json() for k, v in sorted(results.items())},
         "higher_is_better": dict(sorted(higher.items())),
-        "method_info": {"display_name": getattr(method, "display_name", cell.method), "components": method.describe_components(), **_jsonable(rec.info)},
+        "method_info": {"display_name": getattr(method, "display_name", cell.method), "components": method.describe_components(),
+                        **({"reference": True} if getattr(method, "reference", False) else {}), **_jsonable(rec.info)},
         "timing": {"fit_s": round(fit_s, 3), "predict_s": round(predict_s, 3), "score_s": round(score_s, 3), "wall_s": round(time.perf_counter() - t_start, 3)},
         "memory": {
             "peak_rss_mb": round(mem.peak_mb, 1),
             "cuda_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.startswith("cuda") else None,
         },
+        "code": {**code, "git": git_info()},
         "provenance": {"git": git_info(), "packages": package_versions(), "machine": machine_info(device)},
         "predictions": {"file": pred_name, "sha256": sha256_file(path.with_suffix(".npz"))},
     }
@@ -224,6 +249,39 @@ def run_cell(
 
         shutil.rmtree(work_dir, ignore_errors=True)
     return CellOutcome(cell, "done", path, record)
+
+
+def score_reconstruction(rec, test, method, *, device: str = "cpu", embeddings_path: Path | None = None,
+                         metrics: list[str] | None = None) -> tuple[dict, dict]:
+    """Every registered metric (or ``metrics``) of a reconstruction of ``test``: ({name: MetricResult}, {name: higher
+    is better}). The one scoring path of cells, rescoring and external reconstructions.
+
+    method: provides ``target_features(split)`` for probes and identification; embeddings_path: where the
+    reconstruction's own network embeddings are kept (``<record>.emb.npz``). A metric is unavailable only when its
+    weights are absent (UnavailableError); any other error stops the scoring.
+    """
+    from metrics import METRICS, EvalContext, MetricResult
+
+    ctx = EvalContext(rec, test, method)
+    ctx.device = device  # batched embedding networks run on the cell's device
+    ctx.embeddings_path = embeddings_path
+    results: dict = {}
+    higher: dict[str, bool] = {}
+    for name in metrics or METRICS.names():
+        spec = METRICS.get(name)
+        try:
+            out = spec.evaluate(ctx)
+        except UnavailableError as exc:  # weights absent: n/a with the reason; a bad file stops the cell
+            out = MetricResult.unavailable(str(exc))
+        for key, res in (out.items() if isinstance(out, dict) else [(name, out)]):
+            results[key] = res
+            higher[key] = spec.higher_is_better
+    return results, higher
+
+
+def record_fingerprint(record: dict) -> str | None:
+    """The code fingerprint a record was computed with (None for records older than fingerprints)."""
+    return (record.get("code") or {}).get("fingerprint")
 
 
 def _check_reconstruction(rec, test, cell: Cell) -> None:
@@ -281,6 +339,7 @@ class RunSummary:
 def run_cells(
     cells: list[Cell], *, runs: Path, data_root=None, device: str = "cpu", overwrite: bool = False,
     error_score: str = "raise", metrics: list[str] | None = None, progress: bool = True, echo=print,
+    reuse_stale: bool = False,
 ) -> RunSummary:
     """Run cells in order; with ``error_score="nan"`` a failing cell is reported and skipped."""
     from tqdm.auto import tqdm
@@ -291,9 +350,12 @@ def run_cells(
     for cell in bar:
         bar.set_postfix_str(cell.label(), refresh=False)
         try:
-            outcome = run_cell(cell, runs=runs, data_root=data_root, device=device, overwrite=overwrite, metrics=metrics, progress=progress)
-        except BenchError:
-            raise
+            outcome = run_cell(cell, runs=runs, data_root=data_root, device=device, overwrite=overwrite, metrics=metrics,
+                               progress=progress, reuse_stale=reuse_stale)
+        except BenchError as exc:
+            if error_score == "raise" or not isinstance(exc, CellFailed):
+                raise
+            outcome = CellOutcome(cell, "failed", error=str(exc))  # e.g. a checkpoint failing its hash
         except Exception as exc:  # a crashed method: raise by default (MOABB's error_score="raise")
             if error_score == "raise":
                 raise
@@ -302,11 +364,14 @@ def run_cells(
         if outcome.status == "done":
             m = outcome.record["metrics"]
             shown = ", ".join(
-                f"{k}={m[k]['value']:.3f}" for k in ("pcc", "psnr") if k in m and m[k]["status"] == "ok"
+                f"{k}={m[k]['value']:.3f}" if isinstance(m[k]["value"], (int, float)) else f"{k}={m[k]['value']}"
+                for k in ("pcc", "psnr") if k in m and m[k]["status"] == "ok"
             )
             echo(f"done     {cell.label()}  {shown}  ({outcome.record['timing']['wall_s']:.1f} s)")
         elif outcome.status == "skipped":
             echo(f"skipped  {cell.label()}  (finished earlier: {outcome.path})")
+        elif outcome.status == "stale":
+            echo(f"STALE    {cell.label()}  (kept by --reuse-stale; computed by other code: {outcome.path})")
         else:
             echo(f"FAILED   {cell.label()}  {outcome.error}")
     return summary

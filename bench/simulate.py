@@ -1027,3 +1027,57 @@ def simulate(kind: str, subjects: list[str], seed: int, params: dict) -> tuple[C
         "noise_ceiling": ceilings,
     }
     return clips, prepared, settings
+
+
+# ----------------------------------------------------------------------------------------------
+# fresh clips for pretraining networks on the simulator's world (never the benchmark's stimuli)
+
+CLIP_SECONDS = {"sound": SOUND_WIN_S, "music": MUSIC_SEG_S, "speech": SPEECH_CLIP_S}
+
+
+def caption(kind: str, label: str, attrs: np.ndarray) -> str:
+    """A short text for a clip (what CLAP's text tower learns from): its label and coarse attributes."""
+    if kind == "sound":
+        speed = "fast" if attrs[1] > 1.0 else "slow"
+        return f"the sound of {'an' if label[0] in 'aeiou' else 'a'} {label}, {speed} events"
+    if kind == "music":
+        mode = "major" if attrs[1] > 0.5 else "minor"
+        pace = "fast" if attrs[0] > np.log2(120.0) else "slow"
+        return f"{label} music, {pace} tempo, {mode} mode"
+    pitch = "high" if attrs[0] > np.log2(160.0) else "low"
+    return f"a {label} voice speaking, {pitch} pitch"
+
+
+def fresh_clips(kind: str, n: int, seed: int) -> dict[str, np.ndarray]:
+    """``n`` new clips of the simulator's stimulus world, for pretraining networks (sim backbones).
+
+    Drawn from the same synthesisers as the datasets but in a random stream of their own (keyed "pretrain"), so
+    they are never the benchmark's train or test stimuli. Labels are balanced. Returns
+    ``audio`` (n, samples) float32 at 16 kHz (the kind's clip length), ``label`` (n,) object, ``attrs``
+    (n, n_attributes) float64 (``ATTRIBUTES[kind]``) and ``caption`` (n,) object. Same arguments, same arrays.
+    """
+    if kind not in KINDS:
+        raise BenchError(f"unknown simulator kind {kind!r}; choose from {', '.join(KINDS)}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise BenchError(f"n must be a positive integer, got {n!r}")
+    rng = _rng(seed, kind, "pretrain")
+    labels = _balanced_labels(rng, int(n), _LABELS[kind])
+    length = int(round(CLIP_SECONDS[kind] * SR))
+    audio = np.empty((int(n), length), np.float32)
+    attrs = np.empty((int(n), len(ATTRIBUTES[kind])))
+    for i, li in enumerate(labels):
+        label = _LABELS[kind][li]
+        crng = _rng(seed, kind, "pretrain", i)
+        if kind == "sound":
+            x, a = _SOUND_SYNTH[label](crng, int(SOUND_STIM_S * SR))
+        elif kind == "music":
+            x, a = _music_clip(crng, label)
+        else:
+            x, a = _speech_story(crng, 3, label)
+        x = _normalise(x, crng)
+        start = int(crng.integers(0, len(x) - length + 1))
+        audio[i] = x[start : start + length]
+        attrs[i] = a if np.ndim(a) == 1 else np.asarray(a)[min(start // length, len(a) - 1)]
+    label_names = np.array([_LABELS[kind][li] for li in labels], dtype=object)
+    captions = np.array([caption(kind, lab, att) for lab, att in zip(label_names, attrs)], dtype=object)
+    return {"audio": audio, "label": label_names, "attrs": attrs, "caption": captions}

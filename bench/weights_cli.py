@@ -28,7 +28,7 @@ def weights_ls(
     """Table of every checkpoint: file, size, sha256, who needs it, where it was looked for, state."""
     from tabulate import tabulate
 
-    from bench import weights as W
+    from bench.networks import weights as W
 
     rows = W.status_rows(hashes=hashes)
     table = []
@@ -49,7 +49,7 @@ def weights_ls(
 @weights_app.command("verify")
 def weights_verify(names: Optional[List[str]] = typer.Argument(None, help="Entries to check (default: all found).")):
     """Hash every found file afresh and compare with the catalogue; exit 1 on a mismatch."""
-    from bench import weights as W
+    from bench.networks import weights as W
 
     rows = W.status_rows(hashes=True, fresh=True, names=names or None)
     bad = 0
@@ -76,7 +76,7 @@ def weights_fetch(
     dest: Optional[Path] = typer.Option(None, "--dest", help="Folder to save into (default: $BENCH_WEIGHTS)."),
 ):
     """Download one file entry (needs a network): temp file, size/sha256 check when known, then rename."""
-    from bench import weights as W
+    from bench.networks import weights as W
 
     shown = {"last": -1}
 
@@ -97,7 +97,7 @@ def weights_convert(
     path: Optional[Path] = typer.Option(None, "--path", help="The file, if not found by the usual lookup."),
 ):
     """Re-save a trusted pickle checkpoint as a bare safetensors state dict beside it (then loaded safely)."""
-    from bench import weights as W
+    from bench.networks import weights as W
 
     out = W.convert(name, trust=trust, explicit=path)
     typer.echo(f"{name}: wrote {out}")

@@ -125,7 +125,7 @@ def selective_ridge(scale: float, dev, fastl2lir_path: str = "") -> dict:
 def ldm_full_size(dev, steps: int = 3, ddim_steps: int = 20) -> dict:
     import torch
 
-    from methods.backbones.ldm import LatentDiffusion, build_ldm
+    from bench.networks.audioldm2 import LatentDiffusion, build_ldm
 
     torch.manual_seed(0)
     ld = LatentDiffusion(*build_ldm("paper"), cond_dim=768).to(dev)
@@ -157,7 +157,7 @@ def ldm_full_size(dev, steps: int = 3, ddim_steps: int = 20) -> dict:
                                             batch_size=b), dev)
     out.update(ddim_steps=ddim_steps, generate_samples_per_s=b / t, generated_shape=list(mel_out.shape),
                generated_finite=bool(np.isfinite(mel_out).all()))
-    from bench.vocoder import HifiGan
+    from bench.networks.vocoder import HifiGan
 
     hifigan = HifiGan(ld.vocoder, source="random-init", device=str(dev))
     wav, t = _timed(lambda: hifigan.mel_to_audio(mel_out, 64000), dev)

@@ -6,7 +6,7 @@ Not part of the normal test run (``testpaths`` is ``tests``). Run with::
 
 Full-size networks with random weights (timing does not depend on the values): PANNs Cnn14 16 kHz, VGGish and
 LAION CLAP (HTSAT-tiny + RoBERTa, the layout of 630k-audioset-best.pt), saved under the catalogue's file names in a
-temporary $BENCH_WEIGHTS and loaded through the normal path inside ``bench.weights.unverified_for_tests``.
+temporary $BENCH_WEIGHTS and loaded through the normal path inside ``bench.networks.weights.unverified_for_tests``.
 The networks are loaded once and warmed up on two clips before timing (``network_load_s``); the three runs below are
 measured side by side in one process, each on a fresh EvalContext:
 
@@ -42,12 +42,14 @@ NAMES = ["panns-cnn14-16k", "vggish", "clap-630k-audioset"]
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     pytest.importorskip("transformers")
-    from bench import weights as W
+    from bench.networks import weights as W
     from bench.data import ClipTable, Split
+    from bench.device import resolve_device
+    from bench.networks import cache as NC
     from metrics import embeddings as E
-    from metrics.networks import clap as C
-    from metrics.networks.panns import Cnn14
-    from metrics.networks.vggish import VGGish
+    from bench.networks import clap as C
+    from bench.networks.panns import Cnn14
+    from bench.networks.vggish import VGGish
 
     root = tmp_path_factory.mktemp("perceptual-bench")
     wdir = root / "weights"
@@ -74,16 +76,16 @@ def setup(tmp_path_factory):
     mp.delenv("BENCH_CLAP_WEIGHTS", raising=False)
     for spec in W.CATALOGUE:
         mp.delenv(spec.env_var, raising=False)
-    device = E.resolve_device(os.environ.get("BENCH_DEVICE", "cpu"))
+    device = resolve_device(os.environ.get("BENCH_DEVICE", "cpu"))
     with W.unverified_for_tests(NAMES):
-        E.clear_loaded()
+        NC.clear_loaded()
         t0 = time.perf_counter()
-        nets = [E.load_network(kind, device=device) for kind in ("panns", "vggish", "clap")]
+        nets = [NC.load_network(kind, device=device) for kind in ("panns", "vggish", "clap")]
         load_s = time.perf_counter() - t0
         for net in nets:  # warm-up (first-call allocations), outside the timed runs
             E.embed_audio(net, rec_b[:2])
         yield dict(split=split, rec_a=rec_a, rec_b=rec_b, root=root, device=device, load_s=load_s)
-        E.clear_loaded()
+        NC.clear_loaded()
     mp.undo()
 
 

@@ -11,6 +11,8 @@ METHODS.register("transformer", "methods.seq:Transformer")
 METHODS.register("c2f_decoder", "methods.c2f:C2FDecoder")
 METHODS.register("fine_ldm", "methods.ldm:FineLDM")
 METHODS.register("c2f_ldm", "methods.ldm:C2FLDM")
+METHODS.register("oracle", "methods.reference:Oracle")
+METHODS.register("chance", "methods.reference:Chance")
 
 
 def get_method(name: str):

@@ -131,7 +131,7 @@ class Method:
         params.update(overrides or {})
         if params.get("vocoder") == "auto":
             # resolved here so the config (and its hash) names the vocoder that made the audio
-            from bench.vocoder import resolve_vocoder
+            from bench.networks.vocoder import resolve_vocoder
 
             params["vocoder"] = resolve_vocoder("auto")
         return cls(**params)
@@ -187,19 +187,6 @@ def set_seed(random_state: int) -> np.random.Generator:
 
     torch.manual_seed(random_state)
     return np.random.default_rng(random_state)
-
-
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when available, else 'cpu'; 'cuda' without a GPU is a user error."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise BenchError("--device cuda was asked for but torch sees no CUDA device; use --device cpu or auto")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise BenchError(f"unknown device {device!r}; use auto, cpu or cuda")
-    return device
 
 
 # Constraints of the shared training-loop settings (bench.training), used by every neural method.

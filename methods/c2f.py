@@ -43,8 +43,8 @@ Stages
    tiled before AudioMAE. Then the vocoder (Griffin-Lim offline).
 
 Backbones: ``backbone="pretrained"`` (paper profile) loads AudioMAE (catalogue entry "audiomae") and LAION CLAP
-(``metrics.embeddings.weights_name("clap")``) and raises a one-line BenchError naming the missing file;
-``backbone="tiny"`` builds random-init tiny ones (``AudioMAEConfig.tiny()``, ``metrics.networks.clap.tiny_config``
+(``bench.networks.cache.weights_name("clap")``) and raises a one-line BenchError naming the missing file;
+``backbone="tiny"`` builds random-init tiny ones (``AudioMAEConfig.tiny()``, ``bench.networks.clap.tiny_config``
 with a 512-d projection) from the seed; records say ``backbone_weights: random-init``.
 
 API for the LDM methods (fine_ldm / c2f_ldm)::
@@ -65,7 +65,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from bench.errors import BenchError
-from bench.vocoder import VOCODER_PARAM_VALUES
+from bench.networks.vocoder import VOCODER_PARAM_VALUES
 from methods.base import TRAINING_CONSTRAINTS, Boolean, Interval, Method, Options, Reconstruction, check_fmri
 
 SEMANTIC_DIM = 512
@@ -173,8 +173,8 @@ class Backbones:
 
 def check_pretrained_available() -> None:
     """Raise a one-line BenchError naming the missing AudioMAE / CLAP file (before any work is done)."""
-    from bench import weights as W
-    from metrics.embeddings import weights_name
+    from bench.networks import weights as W
+    from bench.networks.cache import weights_name
 
     W.require("audiomae", "C2F decoding (AudioMAE, methods.c2f)")
     W.require(weights_name("clap"), "C2F decoding (CLAP semantic targets, methods.c2f)")
@@ -183,11 +183,11 @@ def check_pretrained_available() -> None:
 def load_backbones(kind: str, *, device: str, seed: int) -> Backbones:
     import torch
 
-    from methods.backbones.audiomae import AudioMAE, AudioMAEConfig, load_audiomae
+    from bench.networks.audiomae import AudioMAE, AudioMAEConfig, load_audiomae
 
     if kind == "pretrained":
-        from bench import weights as W
-        from metrics.embeddings import load_network
+        from bench.networks import weights as W
+        from bench.networks.cache import load_network
 
         check_pretrained_available()
         found = W.require("audiomae", "C2F decoding (AudioMAE, methods.c2f)")
@@ -198,7 +198,7 @@ def load_backbones(kind: str, *, device: str, seed: int) -> Backbones:
                          {"audiomae": str(found.load_path), "clap": net.source})
     if kind != "tiny":
         raise BenchError(f"unknown backbone {kind!r}; use 'tiny' or 'pretrained'")
-    from metrics.networks.clap import ClapNetwork, build_model, tiny_config
+    from bench.networks.clap import ClapNetwork, build_model, tiny_config
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -270,7 +270,7 @@ class AcousticStage:
     # -- ground truths -------------------------------------------------------------------------
     def semantic(self, split) -> np.ndarray:
         """s_gt: (n, 512) CLAP audio embeddings of the clips the samples heard."""
-        from metrics.networks.clap import prepare_waveform
+        from bench.networks.clap import prepare_waveform
 
         view, _, rows = _clip_view(split)
         clap = self.backbones.clap
@@ -294,7 +294,7 @@ class AcousticStage:
 
     def _fbank_clips(self, split):
         from bench.fbank import audiomae_input, repeat_to_seconds
-        from methods.backbones.audiomae import CLIP_SECONDS
+        from bench.networks.audiomae import CLIP_SECONDS
 
         frames, img = self.n_frames, self.backbones.audiomae.config.img_size[0]
 
@@ -572,7 +572,7 @@ class C2FDecoder(Method):
     def fit(self, train, *, device: str = "cpu", random_state: int = 0, progress: bool = False, work_dir=None):
         from bench.ridge import RidgeGCV
         from bench.targets import vocoder_mels
-        from methods.base import resolve_device
+        from bench.device import resolve_device
 
         self.validate_params()
         if self.backbone == "pretrained":
@@ -604,7 +604,7 @@ class C2FDecoder(Method):
         return Y.reshape(len(mA), T, -1).transpose(0, 2, 1).astype(np.float32)
 
     def predict(self, test) -> Reconstruction:
-        from bench.vocoder import get_vocoder
+        from bench.networks.vocoder import get_vocoder
 
         self.check_is_fitted()
         st = self.stage_

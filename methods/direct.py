@@ -21,7 +21,8 @@ class DirectMelDecoder(Method):
     """
 
     def fit(self, train, *, device: str = "cpu", random_state: int = 0, progress: bool = False, work_dir=None):
-        from methods.base import resolve_device, set_seed
+        from bench.device import resolve_device
+        from methods.base import set_seed
 
         self.validate_params()
         self.work_dir_ = work_dir
@@ -43,7 +44,7 @@ class DirectMelDecoder(Method):
         return self
 
     def predict(self, test) -> Reconstruction:
-        from bench.vocoder import get_vocoder
+        from bench.networks.vocoder import get_vocoder
 
         self.check_is_fitted()
         X = check_fmri(test.fmri, "test.fmri", n_voxels=self.n_voxels_in_)

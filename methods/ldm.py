@@ -2,7 +2,7 @@
 
 1. Acoustic stage (``methods.c2f.fit_acoustic_stage``): C2F-LDM uses the semantic CLAP ridge + acoustic Transformer
    (with ``p_gt``); Fine-LDM the acoustic decoder without the semantic token (``use_semantic=False``).
-2. LDM (``methods.backbones.ldm``): the decoded c (n, N_patch, 768) is the UNet's cross-attention condition,
+2. LDM (``bench.networks.audioldm2``): the decoded c (n, N_patch, 768) is the UNet's cross-attention condition,
    trained with the paper's eq. 4 loss ||eps(z_t, t, c) - eps||^2 + ||eps(z_t, t, c_gt) - eps||^2 on the training
    stimuli's VAE latents, with c = D^Aco(training fMRI) and c_gt = the AudioMAE features of the stimulus.
    ``finetune_acoustic=True`` (both profiles; the paper): D^Aco is trained jointly with the UNet (+ the condition
@@ -68,11 +68,10 @@ def _batch_seed(seed: int, idx) -> int:
     return int.from_bytes(h.digest()[:8], "little") & (2**63 - 1)
 
 
-def _text_prompts(dataset: str, labels) -> list[str]:
-    from bench.datasets import catalogue
-
-    entry = catalogue().get("datasets", {}).get(dataset, {})
-    spec = entry.get("text_prompts")
+def _text_prompts(test, labels) -> list[str]:
+    """The text prompt of each label, from the split's ``text_prompts`` (the dataset's catalogue entry)."""
+    dataset = test.dataset
+    spec = test.info.get("text_prompts")
     if spec is None:
         raise BenchError(f"prompt='text' needs `text_prompts` for dataset {dataset} in datasets.yaml; it has none")
     out = []
@@ -120,14 +119,14 @@ class _LDMMethod(Method):
     def _ldm_parts(self, dataset: str, seed: int):
         import torch
 
-        from methods.backbones.ldm import build_ldm, load_ldm
+        from bench.networks.audioldm2 import build_ldm, load_ldm
 
         if self.backbone == "tiny":
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 parts = build_ldm("tiny")
-            return parts, "random-init", {"ldm": "random-init tiny (methods.backbones.ldm.TINY)"}, "as-is"
-        from bench import weights as W
+            return parts, "random-init", {"ldm": "random-init tiny (bench.networks.audioldm2.TINY)"}, "as-is"
+        from bench.networks import weights as W
 
         kind = self.ldm_weights
         if kind == "auto":
@@ -146,8 +145,9 @@ class _LDMMethod(Method):
 
         from bench.targets import vocoder_mels
         from bench.training import TrainConfig, fit_model
-        from methods.backbones.ldm import LatentDiffusion
-        from methods.base import resolve_device, set_seed
+        from bench.networks.audioldm2 import LatentDiffusion
+        from bench.device import resolve_device
+        from methods.base import set_seed
         from methods.c2f import check_pretrained_available, fit_acoustic_stage, mix_semantic
 
         self.validate_params()
@@ -235,13 +235,12 @@ class _LDMMethod(Method):
         clap = st.backbones.clap
         try:
             if self.prompt == "text":
-                emb = clap.text_embeddings(_text_prompts(test.dataset, test.label))
+                emb = clap.text_embeddings(_text_prompts(test, test.label))
             else:
-                from bench.datasets import get_dataset
-                from metrics.networks.clap import prepare_waveform
+                from bench.networks.clap import prepare_waveform
 
                 try:
-                    prompt = get_dataset(test.dataset).load_split(test.subject, "prompt", scale=test.info.get("scale", "default"))
+                    prompt = test.sibling("prompt")  # same prepared folder (data root, scale) as the test split
                 except (BenchError, FileNotFoundError, KeyError) as exc:
                     raise BenchError(f"prompt='audio' needs the dataset's prompt split ({exc})") from None
                 audio = np.asarray(prompt.clips.audio[prompt.unique_clips()], dtype=np.float32)
@@ -254,7 +253,7 @@ class _LDMMethod(Method):
         return np.asarray(emb, dtype=np.float32)
 
     def predict(self, test) -> Reconstruction:
-        from bench.vocoder import get_vocoder
+        from bench.networks.vocoder import get_vocoder
 
         self.check_is_fitted()
         st = self.stage_
@@ -267,7 +266,7 @@ class _LDMMethod(Method):
                                  seed=self.random_state_, batch_size=self.batch_size)
         gen_sps = round(len(c) / max(time.perf_counter() - t0, 1e-9), 3)
         if self.vocoder == "hifigan":  # the LDM's own (frozen) HiFiGAN
-            from bench.vocoder import HifiGan
+            from bench.networks.vocoder import HifiGan
 
             vocoder = HifiGan(self.ldm_.vocoder, source=self.ldm_weights_state_, device=self.device_)
         else:

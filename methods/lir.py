@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.vocoder import VOCODER_PARAM_VALUES
+from bench.networks.vocoder import VOCODER_PARAM_VALUES
 from methods.base import Interval, ListOf, Options
 from methods.direct import DirectMelDecoder
 

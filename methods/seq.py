@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.vocoder import VOCODER_PARAM_VALUES
+from bench.networks.vocoder import VOCODER_PARAM_VALUES
 from methods.base import TRAINING_CONSTRAINTS, Interval, Options
 from methods.direct import DirectMelDecoder
 from methods.mlp import _split_by_group

@@ -6,9 +6,10 @@ Networks (``KINDS``) and their per-clip outputs:
     vggish  patches (sum of P_i, 128) and n_patches (n,) per clip                input: prepare_for_embedding (16 kHz)
     clap    embedding (n, 512), L2-normalised                                    input: resampled to 48 kHz
 
-``prepare_for_embedding`` is audioldm_eval's preparation (first channel, mean removed, 16 kHz, zero-padded to 2 s).
-CLAP gets the clip resampled to 48 kHz without mean removal or padding (laion_clap's own conventions; see
-:mod:`metrics.networks.clap`).
+Inputs follow audioldm_eval 0.0.3 path by path: PANNs gets ``prepare_for_embedding`` (its PANNs path: first channel,
+mean removed, 16 kHz, zero-padded to 2 s); VGGish gets the clip resampled to 16 kHz and nothing else (its FAD path:
+no mean removal, no padding; a clip shorter than one 0.96-s patch is an error naming it). CLAP gets the clip resampled to 48 kHz without mean removal or padding (laion_clap's own conventions; see
+:mod:`bench.networks.clap`).
 
 Caches:
 
@@ -35,121 +36,16 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import BenchError, UnavailableError
+from bench.errors import BenchError
+from bench.networks.cache import Network
 
-PREP_VERSION = 1
-KINDS = ("panns", "vggish", "clap")
-LABELS = {"panns": "PANNs Cnn14 (16 kHz)", "vggish": "VGGish", "clap": "LAION CLAP"}
-DEFAULT_WEIGHTS = {"panns": "panns-cnn14-16k", "vggish": "vggish", "clap": "clap-630k-audioset"}
-CLAP_ENV = "BENCH_CLAP_WEIGHTS"
+PREP_VERSION = 2  # 2: VGGish input without mean removal and padding (audioldm_eval's FAD path)
 BATCH = {"panns": 16, "vggish": 16, "clap": 8}
 
 
-def weights_name(kind: str) -> str:
-    """Catalogue entry a network loads: fixed for PANNs and VGGish; ``$BENCH_CLAP_WEIGHTS`` or the default for CLAP."""
-    from bench import weights as W
-
-    if kind not in KINDS:
-        raise BenchError(f"unknown network {kind!r}; known: {', '.join(KINDS)}")
-    if kind == "clap" and os.environ.get(CLAP_ENV):
-        name = os.environ[CLAP_ENV].strip()
-        spec = W.get_spec(name)
-        if not spec.name.startswith("clap"):
-            raise BenchError(f"${CLAP_ENV}={name} is not a CLAP entry; choose one of "
-                             f"{', '.join(s.name for s in W.CATALOGUE if s.name.startswith('clap'))}")
-        return name
-    return DEFAULT_WEIGHTS[kind]
-
-
-@dataclass
-class Network:
-    """A loaded network. key: identifies its outputs (network, weights sha256, preparation version)."""
-
-    kind: str
-    weights: str
-    sha256: str
-    verified: bool
-    model: Any
-    device: str
-    source: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.kind}-{self.sha256[:16]}-p{PREP_VERSION}"
-
-    def info(self) -> dict:
-        """What a MetricResult's ``extra`` records about the weights."""
-        return {"weights": self.weights, "weights_sha256": self.sha256[:16], "weights_verified": self.verified}
-
-
-_LOADED: dict[tuple, Network] = {}
-_MAX_LOADED = 3
-
-
-def clear_loaded() -> None:
-    """Forget loaded networks (tests, benchmarks)."""
-    _LOADED.clear()
-
-
-def resolve_device(device: str | None) -> str:
-    if device in (None, "", "auto"):
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)
-
-
-def load_network(kind: str, what: str | None = None, device: str | None = "cpu") -> Network:
-    """The network with its weights, loaded once per process.
-
-    Raises UnavailableError (weights missing, or transformers missing for CLAP) with a one-line reason naming the
-    file and the place; BenchError for a hash mismatch or a file that does not match the network.
-    """
-    from bench import weights as W
-
-    what = what or LABELS[kind]
-    if kind == "clap":
-        import importlib.util
-
-        if importlib.util.find_spec("transformers") is None or importlib.util.find_spec("safetensors") is None:
-            raise UnavailableError(f"{what} needs the transformers and safetensors packages: pip install 'transformers>=4.31' safetensors")
-    name = weights_name(kind)
-    spec = W.get_spec(name)
-    found = W.find(spec)
-    if found is None:
-        reason = W.missing_reason(spec, what)
-        if kind == "clap":
-            reason += f"; or set {CLAP_ENV}=clap-htsat-unfused to use the Hugging Face folder"
-        raise UnavailableError(reason)
-    state = W.check(found)
-    arch = W.test_arch(name)
-    device = resolve_device(device)
-    cache_key = (kind, name, str(found.load_path), state.sha256, device, repr(arch))
-    if cache_key in _LOADED:
-        return _LOADED[cache_key]
-    if kind == "panns":
-        from metrics.networks.panns import load_cnn14
-
-        model = load_cnn14(found.load_path, device=device, arch=arch)
-    elif kind == "vggish":
-        from metrics.networks.vggish import load_vggish
-
-        model = load_vggish(found.load_path, device=device, arch=arch)
-    else:
-        from metrics.networks.clap import load_clap
-
-        tok = None
-        for cand in ("roberta-base", "clap-htsat-unfused", "clap-larger-general"):
-            f = W.find(cand)
-            if f is not None:
-                tok = f.path
-                break
-        model = load_clap(found.load_path, device=device, tokenizer_source=tok)
-    net = Network(kind, name, state.sha256, bool(state.ok), model, device, str(found.load_path))
-    while len(_LOADED) >= _MAX_LOADED:
-        _LOADED.pop(next(iter(_LOADED)))
-    _LOADED[cache_key] = net
-    return net
+def feature_key(net: Network) -> str:
+    """Identifies a network's outputs in the caches: network, weights sha256 and preparation version."""
+    return f"{net.key}-p{PREP_VERSION}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -171,21 +67,38 @@ def embed_audio(net: Network, audio: np.ndarray, sr: int = 16_000, batch_size: i
         for start in range(0, audio.shape[0], bs):
             chunk = audio[start : start + bs]
             if net.kind == "clap":
-                from metrics.networks.clap import prepare_waveform
+                from bench.networks.clap import prepare_waveform
 
                 emb = net.model.audio_embeddings(prepare_waveform(chunk, sr), batch_size=bs)
                 outs.setdefault("embedding", []).append(emb)
                 continue
-            x = torch.from_numpy(prepare_for_embedding(chunk, sr)).to(net.device)
             if net.kind == "panns":
+                x = torch.from_numpy(prepare_for_embedding(chunk, sr)).to(net.device)
                 o = net.model(x)
                 outs.setdefault("embedding", []).append(o["embedding"].float().cpu().numpy())
                 outs.setdefault("logits", []).append(o["logits"].float().cpu().numpy())
             else:
+                x = torch.from_numpy(vggish_input(chunk, sr, start)).to(net.device)
                 e = net.model.embed(x).float().cpu().numpy()  # (b, P, D)
                 outs.setdefault("patches", []).append(e.reshape(-1, e.shape[-1]))
                 outs.setdefault("n_patches", []).append(np.full(e.shape[0], e.shape[1], dtype=np.int64))
     return {k: np.concatenate(v).astype(np.int64 if k == "n_patches" else np.float32) for k, v in outs.items()}
+
+
+def vggish_input(audio: np.ndarray, sr: int, first_row: int = 0) -> np.ndarray:
+    """audioldm_eval's FAD input: (n, samples) at ``sr`` -> (n, L) float32 at 16 kHz, resampled and nothing else.
+
+    A clip shorter than one VGGish patch (0.96 s: 15,360 samples at 16 kHz + the 240-sample frame overhang) would give
+    no embedding: BenchError naming its row (``first_row`` + its index in ``audio``).
+    """
+    from bench.audio import resample
+
+    x = resample(np.asarray(audio, dtype=np.float32), sr, 16_000)
+    min_len = 400 + 95 * 160  # 96 frames of 400 samples every 160
+    if x.shape[-1] < min_len:
+        raise BenchError(f"FAD: clip {first_row} is {x.shape[-1] / 16000:.3f} s long, shorter than one 0.96-s VGGish patch "
+                         f"({min_len} samples at 16 kHz); FAD cannot score clips this short")
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 def _select(data: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -209,7 +122,9 @@ def _clip_hash(clips: np.ndarray) -> str:
 def feature_path(split, net: Network, clips: np.ndarray, root=None) -> Path:
     from bench.data import data_root
 
-    return data_root(root) / "features" / split.dataset / split.version / net.key / f"clips-{_clip_hash(clips)}.npz"
+    if root is None and getattr(split, "folder", None) is not None:
+        root = Path(split.folder).parent.parent  # the data root the split was read from
+    return data_root(root) / "features" / split.dataset / split.version / feature_key(net) / f"clips-{_clip_hash(clips)}.npz"
 
 
 def _meta(split, net: Network) -> dict:
@@ -276,13 +191,13 @@ def record_embeddings(audio: np.ndarray, net: Network, path: str | os.PathLike |
     stored = _read_npz(Path(path)) if path is not None else None
     prefix = f"{net.kind}__"
     if stored is not None:
-        if str(stored.get(prefix + "key", "")) == net.key and str(stored.get(prefix + "audio_sha256", "")) == digest:
+        if str(stored.get(prefix + "key", "")) == feature_key(net) and str(stored.get(prefix + "audio_sha256", "")) == digest:
             return {k[len(prefix):]: v for k, v in stored.items() if k.startswith(prefix) and k[len(prefix):] not in ("key", "audio_sha256")}
     data = embed_audio(net, audio, batch_size=batch_size)
     if path is not None:
         keep = {k: v for k, v in (stored or {}).items() if not k.startswith(prefix)}
         keep.update({prefix + k: v for k, v in data.items()})
-        keep[prefix + "key"] = np.array(net.key)
+        keep[prefix + "key"] = np.array(feature_key(net))
         keep[prefix + "audio_sha256"] = np.array(digest)
         write_npz(Path(path), **keep)
     return data
@@ -298,6 +213,8 @@ def record_embeddings_path(record_path: str | os.PathLike) -> Path:
 
 
 def context_device(ctx) -> str:
+    from bench.device import resolve_device
+
     return resolve_device(getattr(ctx, "device", None) or "cpu")
 
 
@@ -310,4 +227,4 @@ def pair(ctx, net: Network) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray
         rec = record_embeddings(ctx.rec.audio, net, getattr(ctx, "embeddings_path", None), batch_size=bs)
         return ref, rec
 
-    return ctx.cached(f"embeddings:{net.key}", compute)
+    return ctx.cached(f"embeddings:{feature_key(net)}", compute)

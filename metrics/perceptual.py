@@ -66,7 +66,8 @@ def _frechet(ref: np.ndarray, rec: np.ndarray) -> tuple[float, dict]:
 
 def _network(ctx: EvalContext, kind: str, what: str):
     """The loaded network, or the unavailable MetricResult explaining what is missing."""
-    from metrics.embeddings import context_device, load_network
+    from bench.networks.cache import load_network
+    from metrics.embeddings import context_device
 
     try:
         return load_network(kind, what, context_device(ctx))

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from bench.errors import BenchError
 from bench.registry import Registry
 
 
@@ -163,7 +164,11 @@ def _probe(ctx: EvalContext) -> dict[str, MetricResult]:
     groups = None if ctx.test.info.get("probe_groups") == "none" else np.asarray(ctx.test.stim_id, dtype=str)
     truth = ctx.target_features()
     for name, decoded in sorted(ctx.rec.features.items()):
-        res = svm_probe(decoded, labels, groups=groups, seed=0)
+        try:
+            res = svm_probe(decoded, labels, groups=groups, seed=0)
+        except BenchError as exc:  # the test split cannot support a probe (e.g. a class with one stimulus)
+            out[f"probe:{name}"] = MetricResult.unavailable(str(exc))
+            continue
         extra = {"chance": res.chance, "n_splits": res.n_splits}
         if name in truth:
             # Ground-truth features are the same for every method scoring this split: compute once.

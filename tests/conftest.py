@@ -151,3 +151,6 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+from tests.report_records import report_runs  # noqa: E402,F401  (session fixture of the report tests)

@@ -11,7 +11,7 @@ import torch
 
 from bench.errors import BenchError
 from bench.fbank import audiomae_input, repeat_to_seconds
-from methods.backbones.audiomae import (
+from bench.networks.audiomae import (
     AudioMAE,
     AudioMAEConfig,
     load_audiomae,
@@ -19,7 +19,7 @@ from methods.backbones.audiomae import (
     shifted_window_mask,
     sincos_pos_embed,
 )
-from metrics.networks import manifest as state_dict_manifest
+from bench.networks.checkpoints import manifest as state_dict_manifest
 
 TINY = AudioMAEConfig.tiny()
 
@@ -192,7 +192,7 @@ def test_strict_loading_round_trip(tiny, tmp_path):
 
 
 def test_load_from_the_weights_catalogue(tiny, tmp_path, monkeypatch):
-    weights = pytest.importorskip("bench.weights")
+    weights = pytest.importorskip("bench.networks.weights")
     monkeypatch.delenv("BENCH_WEIGHT_AUDIOMAE", raising=False)
     monkeypatch.setenv("BENCH_WEIGHTS", str(tmp_path))
     with pytest.raises(BenchError, match="audiomae_pretrained.pth"):
@@ -223,7 +223,7 @@ def test_loading_errors(tiny, tmp_path):
     with pytest.raises(BenchError, match="no AudioMAE state dict"):
         load_audiomae(tmp_path / "other.pth", TINY)
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(BenchError, match="cannot read"):
+    with pytest.raises(BenchError, match="junk.pth is corrupt or truncated"):
         load_audiomae(tmp_path / "junk.pth", TINY)
 
 

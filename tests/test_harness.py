@@ -23,7 +23,7 @@ def _quiet(*_args, **_kw):
 
 
 def test_load_split_contract(tiny_catalogue):
-    from bench.data import load_split
+    from bench.datasets import load_split
 
     train = load_split("tiny-sound", "sim01", "train")
     test = load_split("tiny-sound", "sim01", "test")

@@ -10,8 +10,8 @@ from bench.errors import BenchError
 
 pytest.importorskip("diffusers")
 
-from methods.backbones.ldm import LatentDiffusion, build_ldm, load_ldm, save_ldm  # noqa: E402
-from metrics.networks import manifest, strict_load  # noqa: E402
+from bench.networks.audioldm2 import LatentDiffusion, build_ldm, load_ldm, save_ldm  # noqa: E402
+from bench.networks.checkpoints import manifest, strict_load  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -42,7 +42,7 @@ def test_tiny_training_step_and_ddim_determinism(tiny_ldm):
     d = m.generate(c.numpy(), 401, steps=2, guidance_scale=2.0, seed=4, batch_size=1)
     assert a.shape == (2, 64, 401) and np.isfinite(a).all()
     assert np.array_equal(a, b) and not np.array_equal(a, d)
-    from bench.vocoder import HifiGan
+    from bench.networks.vocoder import HifiGan
 
     wav = HifiGan(m.vocoder, source="random-init").mel_to_audio(a, 64000)
     assert wav.shape == (2, 64000) and np.isfinite(wav).all()
@@ -76,7 +76,7 @@ def test_full_size_unet_layout():
     """cvssp/audioldm2 UNet built with random weights (about 10-30 s on 2 shared cores)."""
     from diffusers.pipelines.audioldm2.modeling_audioldm2 import AudioLDM2UNet2DConditionModel
 
-    from methods.backbones.ldm import PAPER
+    from bench.networks.audioldm2 import PAPER
 
     torch.manual_seed(0)
     unet = AudioLDM2UNet2DConditionModel(**PAPER["unet"])

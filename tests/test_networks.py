@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from bench.errors import BenchError, UnavailableError
-from metrics.networks import manifest, strict_load
-from metrics.networks import panns as P
-from metrics.networks import vggish as V
+from bench.networks.checkpoints import manifest, strict_load
+from bench.networks import panns as P
+from bench.networks import vggish as V
 
 RNG = np.random.default_rng(0)
 
@@ -215,7 +215,7 @@ def test_vggish_round_trip_and_errors(tmp_path):
 # CLAP
 
 transformers = pytest.importorskip("transformers")
-from metrics.networks import clap as C  # noqa: E402
+from bench.networks import clap as C  # noqa: E402
 
 
 def test_clap_full_size_layout_conversion_and_forward():
@@ -346,7 +346,7 @@ def test_clap_long_clips_average_deterministic_windows():
 
 
 def _real(name):
-    from bench import weights as W
+    from bench.networks import weights as W
 
     if not os.environ.get("BENCH_WEIGHTS"):
         pytest.skip("set BENCH_WEIGHTS to the folder with the real checkpoints")

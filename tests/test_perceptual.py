@@ -1,7 +1,7 @@
 """FD, FAD, KL and CLAP registry entries: unavailable without weights, numbers with random tiny weights, caches.
 
 Random weights are saved under the real file names in a temporary $BENCH_WEIGHTS and used inside
-``bench.weights.unverified_for_tests`` (the explicit, code-only switch that lifts the catalogue's sha256 for the
+``bench.networks.weights.unverified_for_tests`` (the explicit, code-only switch that lifts the catalogue's sha256 for the
 named entries and selects tiny architectures); outside it the same files fail their hash check.
 """
 
@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from bench import weights as W
+from bench.networks import weights as W
 from bench.data import ClipTable, Split
 from bench.errors import BenchError
 from methods.base import Reconstruction
 from metrics import METRICS, EvalContext
 from metrics import embeddings as E
-from metrics.networks import panns as P
-from metrics.networks import vggish as V
+from bench.networks import cache as NC
+from bench.networks import panns as P
+from bench.networks import vggish as V
 
 SR = 16_000
 NAMES = ["panns-cnn14-16k", "vggish", "clap-630k-audioset"]
@@ -53,7 +54,7 @@ def no_weights(tmp_path, monkeypatch):
     monkeypatch.delenv("BENCH_CLAP_WEIGHTS", raising=False)
     for spec in W.CATALOGUE:
         monkeypatch.delenv(spec.env_var, raising=False)
-    E.clear_loaded()
+    NC.clear_loaded()
 
 
 def _calibrated_cnn14():
@@ -72,7 +73,7 @@ def _calibrated_cnn14():
 def tiny_files(tmp_path_factory):
     """Random tiny weights under the catalogue's file names (PANNs with a numpy 'sampler', LAION-style CLAP .pt)."""
     pytest.importorskip("transformers")
-    from metrics.networks import clap as C
+    from bench.networks import clap as C
 
     folder = tmp_path_factory.mktemp("weights")
     torch.manual_seed(0)
@@ -92,7 +93,7 @@ def tiny_weights(tiny_files, no_weights, monkeypatch):
     monkeypatch.setenv("BENCH_WEIGHTS", str(tiny_files))
     with W.unverified_for_tests(NAMES, arch={"panns-cnn14-16k": P.TINY, "vggish": V.TINY}):
         yield tiny_files
-    E.clear_loaded()
+    NC.clear_loaded()
 
 
 def test_registry_points_at_the_perceptual_entries():
@@ -227,12 +228,12 @@ def test_frechet_in_span_is_exact():
 
 def test_clap_entry_can_be_chosen(no_weights, monkeypatch):
     monkeypatch.setenv("BENCH_CLAP_WEIGHTS", "clap-htsat-unfused")
-    assert E.weights_name("clap") == "clap-htsat-unfused"
+    assert NC.weights_name("clap") == "clap-htsat-unfused"
     res = _evaluate("clap", _ctx(_split().audio, _split()))["clap"]
     assert "laion/clap-htsat-unfused folder at $BENCH_WEIGHTS/clap-htsat-unfused" in res.reason
     monkeypatch.setenv("BENCH_CLAP_WEIGHTS", "vggish")
     with pytest.raises(BenchError, match="is not a CLAP entry"):
-        E.weights_name("clap")
+        NC.weights_name("clap")
 
 
 @pytest.mark.weights
@@ -241,7 +242,7 @@ def test_real_weights_score_a_split():
 
     if not os.environ.get("BENCH_WEIGHTS") or any(W.find(n) is None for n in NAMES):
         pytest.skip("set BENCH_WEIGHTS to a folder with the real PANNs, VGGish and CLAP checkpoints")
-    E.clear_loaded()
+    NC.clear_loaded()
     split = _split(n_clips=10)
     out = {}
     for name in ("fd", "fad", "kl", "clap"):

@@ -19,7 +19,7 @@ def hifigan_folder(tmp_path, monkeypatch):
     CPU time down: 64 mel bins, hop 160 like the real one), found via its env var."""
     from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
 
-    from methods.backbones.ldm import TINY
+    from bench.networks.audioldm2 import TINY
 
     torch.manual_seed(0)
     model = SpeechT5HifiGan(SpeechT5HifiGanConfig(**TINY["vocoder"])).eval()
@@ -38,7 +38,7 @@ def _log_mel(n=2, seconds=0.5):
 
 
 def test_hifigan_loads_strictly_and_matches_the_module(hifigan_folder):
-    from bench.vocoder import get_vocoder
+    from bench.networks.vocoder import get_vocoder
 
     root, model = hifigan_folder
     voc = get_vocoder("hifigan")
@@ -60,7 +60,7 @@ def test_hifigan_loads_strictly_and_matches_the_module(hifigan_folder):
 def test_hifigan_wrong_layout_names_the_folder(hifigan_folder):
     from safetensors.torch import load_file, save_file
 
-    from bench.vocoder import get_vocoder
+    from bench.networks.vocoder import get_vocoder
 
     root, _ = hifigan_folder
     path = root / "vocoder" / "model.safetensors"
@@ -72,7 +72,7 @@ def test_hifigan_wrong_layout_names_the_folder(hifigan_folder):
 
 
 def test_missing_weights_and_auto():
-    from bench.vocoder import get_vocoder, resolve_vocoder
+    from bench.networks.vocoder import get_vocoder, resolve_vocoder
     from methods.lir import LiR
 
     with pytest.raises(BenchError, match="audioldm2") as err:
@@ -84,7 +84,7 @@ def test_missing_weights_and_auto():
 
 def test_auto_picks_hifigan_when_present_and_the_config_says_so(hifigan_folder, small_catalogue, tmp_path):
     from bench.runner import Cell, resolve_config, run_cell
-    from bench.vocoder import resolve_vocoder
+    from bench.networks.vocoder import resolve_vocoder
     from methods.lir import LiR
 
     assert resolve_vocoder("auto") == "hifigan"

@@ -11,7 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from bench import weights as W
+from bench.networks import weights as W
 from bench.errors import BenchError, UnavailableError
 from bench.weights_cli import weights_app
 

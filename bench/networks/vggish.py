@@ -15,7 +15,8 @@ Front end (vggish_input.waveform_to_examples, at 16 kHz): frames of 400 samples 
 padding; each frame times a periodic Hann window of 400, zero-padded at the end to 512 for the FFT; magnitude
 spectrum; 64 mel bands 125-7500 Hz on the HTK mel scale (1127 ln(1 + f/700)), triangles linear in mel, DC bin
 zeroed; log(mel + 0.01); then non-overlapping patches of 96 frames (0.96 s), any remainder dropped. A 4-s clip
-gives 398 frames and 4 patches; the 2-s minimum gives 2.
+gives 398 frames and 4 patches, a 1.5-s clip 148 frames and 1 patch. FAD feeds the waveform as audioldm_eval's FAD
+path does: resampled to 16 kHz and nothing else (no mean removal, no padding; ``metrics.embeddings``).
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ import torch.nn as nn
 
 from bench.errors import BenchError
 
+from bench import SAMPLE_RATE
+
 NAME = "VGGish"
-SAMPLE_RATE = 16_000
 WINDOW = 400  # 25 ms
 HOP = 160  # 10 ms
 N_FFT = 512  # 2 ** ceil(log2(400))
@@ -134,8 +136,8 @@ class VGGish(nn.Module):
 
 def load_vggish(path, *, device: str = "cpu", arch: dict | None = None) -> VGGish:
     """VGGish (``FULL`` unless ``arch``) with the weights of ``path``, strictly checked."""
-    from bench.weights import load_checkpoint_file
-    from metrics.networks import strict_load
+    from bench.networks.weights import load_checkpoint_file
+    from bench.networks.checkpoints import strict_load
 
     sd = load_checkpoint_file(path)
     if not isinstance(sd, dict):

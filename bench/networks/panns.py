@@ -155,8 +155,8 @@ def checkpoint_state_dict(obj) -> dict:
 
 def load_cnn14(path, *, device: str = "cpu", arch: dict | None = None) -> Cnn14:
     """Cnn14 (``FULL`` unless ``arch``) with the weights of ``path`` (.pth or converted .safetensors), strictly."""
-    from bench.weights import load_checkpoint_file
-    from metrics.networks import strict_load
+    from bench.networks.weights import load_checkpoint_file
+    from bench.networks.checkpoints import strict_load
 
     net = Cnn14(**(arch or FULL))
     strict_load(net, checkpoint_state_dict(load_checkpoint_file(path)), NAME, str(path))

@@ -248,8 +248,8 @@ def test_override(spec: WeightSpec) -> bool:
     return spec.name in _TEST_UNVERIFIED
 
 
-def test_arch(name: str) -> dict | None:
-    """Network settings given by ``unverified_for_tests`` for this entry (None in normal use)."""
+def architecture(name: str) -> dict | None:
+    """Network settings for this entry when they differ from the published architecture (None in normal use)."""
     return _TEST_ARCH.get(name)
 
 
@@ -460,64 +460,13 @@ def check(found: Found) -> HashState:
 # loading
 
 
-def _numpy_safe_globals() -> list:
-    """numpy's array reconstructors, so ``weights_only`` can read numpy arrays inside a checkpoint."""
-    import numpy as np
-
-    try:
-        from numpy._core import multiarray as ma
-    except ImportError:  # numpy < 2
-        from numpy.core import multiarray as ma  # type: ignore[no-redef]
-    out: list[Any] = [
-        (ma._reconstruct, "numpy.core.multiarray._reconstruct"),
-        (ma._reconstruct, "numpy._core.multiarray._reconstruct"),
-        (ma.scalar, "numpy.core.multiarray.scalar"),
-        (ma.scalar, "numpy._core.multiarray.scalar"),
-        np.ndarray,
-        np.dtype,
-    ]
-    dtypes = getattr(np, "dtypes", None)
-    if dtypes is not None:
-        out += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType") and not n.startswith("_")]
-    return out
-
-
 def load_checkpoint_file(path: str | os.PathLike) -> Any:
-    """Load a .safetensors (dict of tensors) or a torch pickle with ``weights_only=True`` (plus numpy arrays).
+    """Read a checkpoint safely (``bench.networks.checkpoints.read_checkpoint``), naming this file's catalogue entry
+    in the advice when safe loading refuses it."""
+    from bench.networks.checkpoints import read_checkpoint
 
-    Anything else in the pickle is refused with a BenchError naming ``bench weights convert``.
-    """
-    import pickle
-
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise BenchError(f"weights file {path} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except Exception as exc:  # safetensors raises its own error types
-            raise BenchError(f"weights file {path} is not a readable safetensors file ({exc}); delete it and convert or fetch again") from None
-    try:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            with torch.serialization.safe_globals(_numpy_safe_globals()):
-                return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        spec = next((s for s in CATALOGUE if s.file == path.name), None)
-        name = spec.name if spec else "NAME"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BenchError(
-            f"weights file {path} needs more than safe loading allows ({first[:160]}). If you trust it (downloaded "
-            f"from the catalogue URL), run `bench weights convert {name} --trust` once; it saves the bare state dict "
-            f"as {converted_path(path).name} beside it"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise BenchError(f"weights file {path} is corrupt or truncated ({type(exc).__name__}: {str(exc)[:160]}); delete it and fetch it again") from None
+    spec = next((s for s in CATALOGUE if s.file == Path(path).name), None)
+    return read_checkpoint(path, entry=spec.name if spec else None)
 
 
 def _state_dict_of(obj: Any, what: str) -> tuple[dict, str]:

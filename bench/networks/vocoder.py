@@ -24,7 +24,7 @@ def resolve_vocoder(name: str) -> str:
     """'auto' -> 'hifigan' when the audioldm2 weights are found, else 'griffin-lim'; other names unchanged."""
     if name != "auto":
         return name
-    from bench import weights as W
+    from bench.networks import weights as W
 
     return "hifigan" if W.find(HIFIGAN_WEIGHTS) is not None else "griffin-lim"
 
@@ -61,8 +61,8 @@ class HifiGan:
 
 def load_hifigan(device: str = "cpu", weights: str = HIFIGAN_WEIGHTS) -> HifiGan:
     """The HiFiGAN of the ``weights`` catalogue entry (an AudioLDM2 folder); a one-line BenchError if absent."""
-    from bench import weights as W
-    from methods.backbones.ldm import load_vocoder
+    from bench.networks import weights as W
+    from bench.networks.audioldm2 import load_vocoder
 
     found = W.find(weights)
     if found is None:

@@ -1,20 +1,18 @@
-"""Pretrained audio networks behind the perceptual metrics, defined here so that no package downloads anything.
+"""Reading checkpoints safely and loading them strictly: the one reader and the one loader of every network.
 
-- :mod:`metrics.networks.panns`: PANNs Cnn14 at 16 kHz (FD, KL), key layout of ``Cnn14_16k_mAP=0.438.pth``
-- :mod:`metrics.networks.vggish`: VGGish (FAD), key layout of torchvggish's ``vggish-10086976.pth``
-- :mod:`metrics.networks.clap`: LAION CLAP (CLAP), transformers' ``ClapModel`` as the engine, loading either a
-  Hugging Face folder or an original LAION ``.pt`` checkpoint
-
-Every checkpoint goes through :func:`strict_load`: each key and shape of the file must match the network, except
+Every file is read by :func:`read_checkpoint` (safetensors, or ``torch.load(weights_only=True)`` with a minimal
+allowlist) and every state dict goes through :func:`strict_load`: each key and shape of the file must match the network, except
 buffers that the network derives itself (``DERIVED_BUFFERS``), which may be absent from a file. A mismatch raises a
 :class:`~bench.errors.BenchError` that names the first few missing keys, unexpected keys and mismatched shapes with
 their counts, so a wrong file (e.g. the 32 kHz Cnn14) is caught at load time rather than giving plausible numbers.
 
-torch is imported inside the functions; importing this package is cheap.
+torch is imported inside the functions; importing this module is cheap.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from bench.errors import BenchError
@@ -88,3 +86,74 @@ def strict_load(module, state_dict: Mapping[str, Any], what: str, source: str = 
         full[k] = v
     module.load_state_dict(full, strict=True)
     return module
+
+
+def _safe_globals() -> list:
+    """What ``weights_only`` may rebuild beyond tensors: numpy arrays (PANNs keeps its sampler state in one) and
+    argparse.Namespace."""
+    import argparse
+
+    import numpy as np
+
+    try:
+        from numpy._core import multiarray as ma
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray as ma  # type: ignore[no-redef]
+    out: list[Any] = [
+        (ma._reconstruct, "numpy.core.multiarray._reconstruct"),
+        (ma._reconstruct, "numpy._core.multiarray._reconstruct"),
+        (ma.scalar, "numpy.core.multiarray.scalar"),
+        (ma.scalar, "numpy._core.multiarray.scalar"),
+        np.ndarray,
+        np.dtype,
+        argparse.Namespace,  # AudioMAE's training script stores its arguments under 'args'
+    ]
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None:
+        out += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType") and not n.startswith("_")]
+    return out
+
+
+def read_checkpoint(path: str | os.PathLike, entry: str | None = None) -> Any:
+    """Load a .safetensors (dict of tensors) or a torch pickle with ``weights_only=True`` (plus numpy arrays).
+
+    Anything else in the pickle is refused with a BenchError naming ``bench weights convert ENTRY --trust``
+    (``entry``: the catalogue name, when the caller knows it). This is the suite's one checkpoint reader.
+    """
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # safetensors raises its own error types
+            raise BenchError(f"weights file {path} is not a readable safetensors file ({exc}); delete it and convert or fetch again") from None
+    import zipfile
+
+    with open(path, "rb") as fh:
+        legacy_pickle = fh.read(1) == b"\x80"
+    if not (legacy_pickle or zipfile.is_zipfile(path)):
+        raise BenchError(f"weights file {path} is corrupt or truncated (not a torch checkpoint or safetensors file); "
+                         f"delete it and fetch it again")
+    try:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            with torch.serialization.safe_globals(_safe_globals()):
+                return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        name = entry or "NAME"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BenchError(
+            f"weights file {path} needs more than safe loading allows ({first[:160]}). If you trust it (downloaded "
+            f"from the catalogue URL), run `bench weights convert {name} --trust` once; it saves the bare state dict "
+            f"as {path.stem}.safetensors beside it"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise BenchError(f"weights file {path} is corrupt or truncated ({type(exc).__name__}: {str(exc)[:160]}); delete it and fetch it again") from None

@@ -441,7 +441,7 @@ def hf_to_laion(sd: dict, module_prefix: bool = True) -> dict:
 
 
 def _read_folder_weights(folder: Path) -> dict:
-    from bench.weights import load_checkpoint_file
+    from bench.networks.weights import load_checkpoint_file
 
     for name in ("model.safetensors", "pytorch_model.bin"):
         if (folder / name).is_file():
@@ -477,7 +477,7 @@ def load_folder(folder, *, device: str = "cpu") -> ClapNetwork:
     """A Hugging Face CLAP folder (config.json + weights), strictly loaded."""
     from transformers import ClapConfig
 
-    from metrics.networks import strict_load
+    from bench.networks.checkpoints import strict_load
 
     folder = Path(folder)
     if not (folder / "config.json").is_file():
@@ -491,8 +491,8 @@ def load_folder(folder, *, device: str = "cpu") -> ClapNetwork:
 
 def load_laion(path, *, device: str = "cpu", config=None, tokenizer_source=None) -> ClapNetwork:
     """An original LAION ``.pt`` checkpoint (or a bare/converted state dict of one), strictly loaded."""
-    from bench.weights import load_checkpoint_file
-    from metrics.networks import strict_load
+    from bench.networks.weights import load_checkpoint_file
+    from bench.networks.checkpoints import strict_load
 
     obj = load_checkpoint_file(path)
     sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None

@@ -123,7 +123,7 @@ def _weights_file(sub: Path) -> Path:
 
 
 def _load_state(path: Path) -> dict:
-    from bench.weights import load_checkpoint_file
+    from bench.networks.weights import load_checkpoint_file
 
     obj = load_checkpoint_file(path)
     if not isinstance(obj, dict):
@@ -140,7 +140,7 @@ def load_ldm(folder, kind: str = "audioldm2"):
     from diffusers import AutoencoderKL, DDIMScheduler
     from diffusers.pipelines.audioldm2.modeling_audioldm2 import AudioLDM2UNet2DConditionModel
 
-    from metrics.networks import strict_load
+    from bench.networks.checkpoints import strict_load
 
     if kind not in ("audioldm2", "gigaspeech"):
         raise BenchError(f"load_ldm kind must be 'audioldm2' or 'gigaspeech', got {kind!r}")
@@ -163,7 +163,7 @@ def load_vocoder(folder, what: str = "audioldm2"):
     """SpeechT5HifiGan from ``<folder>/vocoder`` (config.json + weights) of an AudioLDM2 folder, loaded strictly."""
     from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
 
-    from metrics.networks import strict_load
+    from bench.networks.checkpoints import strict_load
 
     sub = Path(folder) / "vocoder"
     voc_cfg = {k: v for k, v in _read_json(sub / "config.json").items() if not k.startswith("_")}

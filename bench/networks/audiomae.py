@@ -39,7 +39,6 @@ fine-tunes the decoder with a mel loss).
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -491,29 +490,16 @@ def normalise_patches(patches, eps: float = 1e-6):
 def read_checkpoint(path) -> dict[str, torch.Tensor]:
     """The state dict of an AudioMAE checkpoint: a ``.safetensors`` file, or a torch file holding
     either {'model': state_dict, ...} (the official format; other entries are ignored) or the state
-    dict itself. torch files are read with ``weights_only=True`` (argparse.Namespace, which the
-    training script stores under 'args', is allowed). A 'module.' prefix on every key is removed."""
+    dict itself, read by the suite's one safe reader (``bench.networks.checkpoints.read_checkpoint``). A 'module.' prefix on every key is removed."""
+    from bench.networks.checkpoints import read_checkpoint as read_file
+
     path = Path(path)
     if not path.is_file():
         raise BenchError(f"AudioMAE checkpoint not found: {path}")
+    obj = read_file(path, entry="audiomae")
     if path.suffix == ".safetensors":
-        try:
-            from safetensors.torch import load_file
-        except ImportError as err:  # pragma: no cover - depends on the environment
-            raise BenchError(f"reading {path} needs safetensors: pip install safetensors ({err})") from err
-        try:
-            state = load_file(str(path), device="cpu")
-        except Exception as err:
-            raise BenchError(f"cannot read safetensors file {path}: {err}") from err
+        state = obj
     else:
-        try:
-            with torch.serialization.safe_globals([argparse.Namespace]):
-                obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise BenchError(
-                f"cannot read {path} as a torch checkpoint with weights_only=True: {str(err).splitlines()[0]}. "
-                "Convert it to .safetensors (state dict only) and pass that file."
-            ) from err
         if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
             state = obj["model"]
         elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -536,14 +522,14 @@ def load_audiomae(path=None, config: AudioMAEConfig | None = None, device="cpu")
     """
     if path is None:
         try:
-            from bench import weights
+            from bench.networks import weights
         except ImportError as err:  # pragma: no cover - the catalogue ships with the package
             raise BenchError(f"no AudioMAE checkpoint path given and the weights catalogue is unavailable ({err})") from err
-        found = weights.require("audiomae", "AudioMAE (methods.backbones.audiomae)")
+        found = weights.require("audiomae", "AudioMAE (bench.networks.audiomae)")
         weights.check(found)
         path = found.load_path
     state = read_checkpoint(path)
-    from metrics.networks import strict_load
+    from bench.networks.checkpoints import strict_load
 
     model = AudioMAE(config)
     floats = {k: v.float() if isinstance(v, torch.Tensor) else v for k, v in state.items()}

@@ -1,0 +1,19 @@
+"""The one rule for choosing a torch device: ``auto`` -> CUDA when present, else CPU."""
+
+from __future__ import annotations
+
+from bench.errors import BenchError
+
+
+def resolve_device(device: str | None = "auto") -> str:
+    """'auto' (or None / '') -> 'cuda' when torch sees a GPU, else 'cpu'; 'cuda' without a GPU is a user error."""
+    import torch
+
+    if device in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchError(f"--device {device} was asked for but torch sees no CUDA device; use --device cpu or auto")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise BenchError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return device
