@@ -42,8 +42,10 @@ def is_stale(record: dict) -> bool:
     stored = (record.get("code") or {}).get("fingerprint") if isinstance(record.get("code"), dict) else None
     if not stored:
         return False
+    import importlib
+
     try:
-        from bench import fingerprint
+        fingerprint = importlib.import_module("bench.fingerprint")
     except ImportError:
         return False
     method = record.get("method") or record.get("config", {}).get("method")

@@ -72,7 +72,7 @@ def env(tmp_path_factory):
 
 def _bench(env, *args) -> tuple[float, subprocess.CompletedProcess]:
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "bench.cli", *args, "--no-leaderboard"], env=env,
+    proc = subprocess.run([sys.executable, "-m", "bench.cli", *args, "--no-leaderboard", "--no-references"], env=env,
                           capture_output=True, text=True)
     wall = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stdout + proc.stderr
