@@ -147,6 +147,7 @@ def reference_embeddings(split, net: Network, *, batch_size: int | None = None, 
     clips = np.asarray(split.unique_clips(), dtype=np.int64)
     path = feature_path(split, net, clips, root)
     meta = _meta(split, net)
+
     def cached():
         stored = _read_npz(path)
         if stored is not None and np.array_equal(stored.get("clip_index"), clips) and \
