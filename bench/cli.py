@@ -146,7 +146,7 @@ def run(
                      timeout_min=timeout_min, array_parallelism=array_parallelism, max_requeues=max_requeues)
         n_failed = run_executor_command(cells, kind=executor, runs=rdir, data_root=data_root, device=device,
                                         overwrite=overwrite, config_path=executor_config, flags=flags,
-                                        slurm_extra=slurm_extra, dry_run=dry_run, wait=wait,
+                                        slurm_extra=slurm_extra, dry_run=dry_run, wait=wait, reuse_stale=reuse_stale,
                                         progress=sys.stderr.isatty(), echo=_echo_line)
         if leaderboard and wait and not dry_run:
             _write_leaderboards(rdir, out)

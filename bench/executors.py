@@ -236,9 +236,10 @@ class CellTask:
     the same call, which resumes from the method's epoch checkpoints.
     """
 
-    def __init__(self, runs: str, data_root: str | None, device: str, overwrite: bool, metrics: list[str] | None):
+    def __init__(self, runs: str, data_root: str | None, device: str, overwrite: bool, metrics: list[str] | None,
+                 reuse_stale: bool = False):
         self.runs, self.data_root, self.device = runs, data_root, device
-        self.overwrite, self.metrics = overwrite, metrics
+        self.overwrite, self.metrics, self.reuse_stale = overwrite, metrics, reuse_stale
 
     def __call__(self, cell) -> dict:
         import traceback
@@ -256,7 +257,7 @@ class CellTask:
         try:
             with _Heartbeat(files["running"], info):
                 outcome = run_cell(cell, runs=Path(self.runs), data_root=self.data_root, device=self.device,
-                                   overwrite=self.overwrite, metrics=self.metrics)
+                                   overwrite=self.overwrite, metrics=self.metrics, reuse_stale=self.reuse_stale)
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise  # killed or requeued: not a failure of the cell
@@ -382,7 +383,7 @@ def _test_submission(script: Path, req: ResourceRequest) -> None:
 def submit_cells(
     cells: list, *, kind: str, runs: Path, data_root=None, device: str = "auto", overwrite: bool = False,
     metrics: list[str] | None = None, config: dict | None = None, flags: dict | None = None, dry_run: bool = False,
-    echo: Callable[[str], None] = print,
+    reuse_stale: bool = False, echo: Callable[[str], None] = print,
 ) -> Submission:
     """Submit every cell without a record, one job array per resource request; nothing if ``dry_run``.
 
@@ -401,7 +402,7 @@ def submit_cells(
     groups: dict[ResourceRequest, list] = {}
     for cell in cells:
         path = record_path(runs, resolve_config(cell, data_root))
-        if path.exists() and not overwrite and _current_record(path):
+        if path.exists() and not overwrite and (reuse_stale or _current_record(path)):
             sub.skipped += 1
             continue
         req = resources_for(cell.method, config, flags or {})
@@ -415,7 +416,8 @@ def submit_cells(
     except ImportError:
         raise BenchError(f"--executor {kind} needs submitit: pip install submitit") from None
 
-    task = CellTask(str(Path(runs).resolve()), str(data_root) if data_root else None, device, overwrite, metrics)
+    task = CellTask(str(Path(runs).resolve()), str(data_root) if data_root else None, device, overwrite, metrics,
+                    reuse_stale)
     folder = Path(runs).resolve() / LOG_FOLDER / "%j"
     planned = []
     for i, (req, members) in enumerate(groups.items()):
@@ -526,12 +528,12 @@ def _job_over(job) -> bool:
 def run_with_executor(
     cells: list, *, kind: str, runs: Path, data_root=None, device: str = "auto", overwrite: bool = False,
     metrics: list[str] | None = None, config: dict | None = None, flags: dict | None = None, dry_run: bool = False,
-    wait: bool = False, progress: bool = True, echo: Callable[[str], None] = print,
+    wait: bool = False, progress: bool = True, reuse_stale: bool = False, echo: Callable[[str], None] = print,
 ) -> int:
     """``bench run --executor slurm|local|debug``: submit, then follow (``wait``) or say how to; return the
     number of failed cells (0 when not waiting)."""
     sub = submit_cells(cells, kind=kind, runs=runs, data_root=data_root, device=device, overwrite=overwrite,
-                       metrics=metrics, config=config, flags=flags, dry_run=dry_run, echo=echo)
+                       metrics=metrics, config=config, flags=flags, dry_run=dry_run, reuse_stale=reuse_stale, echo=echo)
     if dry_run:
         for script in sub.scripts:
             echo(f"wrote {script} ({sum(1 for _ in script.with_suffix('.cells').open())} tasks; cells in {script.with_suffix('.cells').name})")
