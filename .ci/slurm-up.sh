@@ -82,7 +82,7 @@ JobCompType=jobcomp/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 SchedulerType=sched/backfill
-SchedulerParameters=sched_min_interval=0
+SchedulerParameters=sched_min_interval=0,batch_sched_delay=0
 MessageTimeout=10
 ReturnToService=2
 KillWait=5
