@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.io import read_json, write_json
+from bench.io import write_json
 
 SMOKE = {
     "methods": ["lir", "mlp"],
@@ -77,14 +77,46 @@ def compare(golden: dict, current: dict) -> list[Drift]:
     return drifts
 
 
+def read_golden(golden_file: Path = GOLDEN_FILE) -> dict:
+    """The golden values, checked whole before any smoke cell runs: {where: {metric: float or None}}."""
+    import json
+
+    restore = (f"restore it from version control (git checkout -- {_shown(golden_file)}), or run `bench check --update` "
+               "only to record an intended change")
+    try:
+        golden = json.loads(Path(golden_file).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BenchError(f"golden values file {golden_file} does not exist; {restore}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BenchError(f"golden values file {golden_file} is corrupt ({type(exc).__name__}: {exc}); {restore}") from None
+    values = golden.get("values") if isinstance(golden, dict) else None
+    if not isinstance(values, dict) or not values or not all(
+        isinstance(v, dict) and all(x is None or isinstance(x, (int, float)) for x in v.values()) for v in values.values()
+    ):
+        raise BenchError(f"golden values file {golden_file} lacks a valid 'values' mapping of cell -> metric -> number; {restore}")
+    if golden.get("smoke") != SMOKE:
+        raise BenchError(f"{golden_file} was made for another smoke configuration; run `bench check --update` after review")
+    return golden
+
+
+def _shown(path: Path) -> str:
+    """The path relative to the current folder when inside it (what a `git checkout --` needs)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def run_check(
     update: bool = False, golden_file: Path = GOLDEN_FILE, data_root=None, progress: bool = False, echo=print,
     runs: Path | None = None,
 ) -> int:
     """Returns the exit code: 0 when every metric is within tolerance (or after --update), else 1.
 
-    The smoke cells run into a fresh temporary folder unless ``runs`` is given (tests reuse one).
+    The smoke cells run into a fresh temporary folder unless ``runs`` is given (tests reuse one). The golden file
+    is read and validated first, so a damaged one is reported before minutes of smoke runs.
     """
+    golden = None if update else read_golden(golden_file)
     if runs is not None:
         current = collect_smoke_values(Path(runs), data_root=data_root, progress=progress, echo=echo)
     else:
@@ -94,11 +126,6 @@ def run_check(
         write_json(golden_file, {"smoke": SMOKE, "values": current})
         echo(f"golden values written to {golden_file} ({sum(len(v) for v in current.values())} metrics)")
         return 0
-    if not golden_file.exists():
-        raise BenchError(f"no golden values at {golden_file}; create them with `bench check --update`")
-    golden = read_json(golden_file, what="golden values file")
-    if golden.get("smoke") != SMOKE:
-        raise BenchError(f"{golden_file} was made for another smoke configuration; run `bench check --update` after review")
     drifts = compare(golden["values"], current)
     n = sum(len(v) for v in current.values())
     if drifts:

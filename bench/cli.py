@@ -73,10 +73,11 @@ REFERENCE_METHODS = ("oracle", "chance")
 
 
 def _parse_seeds(spec: str) -> list[int]:
-    try:
-        return [int(s) for s in spec.split(",") if s.strip()]
-    except ValueError:
-        raise BenchError(f"--seeds expects comma-separated integers, got {spec!r}") from None
+    """--seeds "0,1,2" -> [0, 1, 2]: at least one non-negative integer (numpy seeds cannot be negative)."""
+    parts = [s.strip() for s in spec.split(",") if s.strip()]
+    if not parts or not all(p.isdigit() for p in parts):
+        raise BenchError(f"--seeds expects comma-separated non-negative integers (at least one), got {spec!r}; e.g. --seeds 0,1")
+    return [int(p) for p in parts]
 
 
 @app.command()
@@ -115,15 +116,21 @@ def run(
 ):
     """Train, predict, score and record every (method, dataset, subject, seed) cell; finished cells are skipped."""
     from bench.datasets import resolve_datasets
-    from bench.runner import plan_cells, run_cells, runs_dir
+    from bench.runner import RunInterrupted, plan_cells, run_cells, runs_dir, warnings_line
     from methods import METHODS
 
     if profile not in ("tiny", "paper"):
         raise BenchError(f"--profile must be tiny or paper, got {profile!r}")
     if error_score not in ("raise", "nan"):
         raise BenchError(f"--error-score must be raise or nan, got {error_score!r}")
+    seed_list = _parse_seeds(seeds)
+    from bench.device import resolve_device
+
+    resolve_device(device)  # an unknown device, or cuda without a GPU, is refused before any work
     methods = METHODS.resolve_many(method)
     datasets = resolve_datasets(dataset, data_root)
+    if "all" in (p.strip() for p in dataset.split(",")):
+        _echo_all_group(datasets, data_root)
     subj = [s.strip() for s in subjects.split(",")] if subjects else None
     grid_values = _parse_grid(grid)
     for key, spec in (("prompt", prompt), ("p_gt", p_gt)):
@@ -132,13 +139,13 @@ def run(
         if key in grid_values:
             raise BenchError(f"--{key.replace('_', '-')} and --grid {key}=... both given; use one")
         grid_values.update(_parse_grid([f"{key}={spec}"]))
-    seed_list = _parse_seeds(seeds)
     cells = plan_cells(methods, datasets, subj, seed_list, profile, scale, _parse_sets(set_), data_root,
                        grid=grid_values)
     if references:  # the same reference cells for every method run: computed once, then skipped
         refs = [m for m in REFERENCE_METHODS if m not in methods]
         cells = plan_cells(refs, datasets, subj, seed_list, profile, scale, {}, data_root) + cells if refs else cells
     rdir = runs_dir(runs)
+    _check_folders(rdir, out if leaderboard else None, datasets, data_root, scale)
     if executor != "inline" or dry_run or wait:
         from bench.executors import run_executor_command
 
@@ -155,14 +162,74 @@ def run(
         return
     from tqdm.auto import tqdm
 
-    summary = run_cells(cells, runs=rdir, data_root=data_root, device=device, overwrite=overwrite,
-                        error_score=error_score, progress=sys.stderr.isatty(), echo=_echo_line, reuse_stale=reuse_stale)
+    try:
+        summary = run_cells(cells, runs=rdir, data_root=data_root, device=device, overwrite=overwrite,
+                            error_score=error_score, progress=sys.stderr.isatty(), echo=_echo_line, reuse_stale=reuse_stale)
+    except RunInterrupted as stop:
+        _report_interrupt(stop, rdir, out if leaderboard else None)
     stale = f", {summary.count('stale')} stale (kept)" if summary.count("stale") else ""
     typer.echo(f"{summary.count('done')} done, {summary.count('skipped')} skipped{stale}, {summary.count('failed')} failed; records in {rdir}")
+    _hint_rescore([o.record for o in summary.outcomes if o.status in ("skipped", "stale")])
+    line = warnings_line([o.record for o in summary.outcomes if o.status == "done"])
+    if line:
+        typer.echo(line)
     if leaderboard:
         _write_leaderboards(rdir, out)
     if summary.count("failed"):
         raise typer.Exit(1)
+
+
+def _echo_all_group(taken: list[str], data_root) -> None:
+    """--dataset all: which datasets it took and which it skipped, with the command that prepares each."""
+    from bench.datasets import not_available
+
+    typer.echo(f"--dataset all: running {', '.join(taken)}")
+    for name, command in not_available(data_root).items():
+        typer.echo(f"--dataset all: skipped {name} (not prepared): `{command}`")
+
+
+def _check_folders(rdir: Path, out: Path | None, datasets: list[str], data_root, scale: str) -> None:
+    """Every folder the command will write is writable, checked before any training or data generation."""
+    from bench.datasets import check_can_generate
+    from bench.io import ensure_writable_dir
+
+    check_can_generate(datasets, data_root, scale)
+    ensure_writable_dir(rdir, "runs folder")
+    if out is not None:
+        ensure_writable_dir(out, "leaderboard folder (--out)")
+
+
+def _report_interrupt(stop, rdir: Path, out: Path | None) -> None:
+    """Ctrl-C: one line on what finished and how to resume, leaderboards refreshed from the finished records, exit 130."""
+    from bench.records import iter_records
+
+    s = stop.summary
+    where = f" during {stop.cell.label()}" if stop.cell is not None else ""
+    typer.echo(
+        f"interrupted{where}: {s.count('done')} cell(s) finished in this run, {s.count('skipped') + s.count('stale')} were already "
+        f"finished, {s.n_planned - len(s.outcomes)} not finished; records are in {rdir}; "
+        "rerun the same command to resume", err=True)
+    if out is not None and iter_records(rdir):
+        _write_leaderboards(rdir, out)
+    raise typer.Exit(130)
+
+
+def _hint_rescore(records: list[dict]) -> None:
+    """Skipped cells whose unavailable metrics now have their weights: say so once, and how to score them."""
+    from bench.rescore import newly_available
+
+    keys, methods, datasets, n = set(), set(), set(), 0
+    for rec in records:
+        new = newly_available(rec)
+        if new:
+            n += 1
+            keys.update(new)
+            methods.add(rec["config"]["method"])
+            datasets.add(rec["config"]["dataset"])
+    if n:
+        typer.echo(f"{n} skipped cell(s) recorded {', '.join(sorted(keys))} as unavailable and the weights are found now; "
+                   f"score them without retraining: bench rescore --method {','.join(sorted(methods))} "
+                   f"--dataset {','.join(sorted(datasets))}")
 
 
 def _echo_line(message: str) -> None:
@@ -251,6 +318,61 @@ def score(
 def _fmt_value(v) -> str:
     """A record's metric value for a progress line: numbers to 3 decimals, "nan"/"inf" as stored."""
     return f"{v:.3f}" if isinstance(v, (int, float)) else str(v)
+
+
+@app.command()
+def rescore(
+    method: str = typer.Option("all", "--method", "-m", help="Method name, comma list, or 'all'."),
+    dataset: str = typer.Option("all", "--dataset", "-d", help="Dataset name, comma list, group, or 'all'."),
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="Comma list of metrics, or 'all' (default: those unavailable or missing in each record)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    runs: Optional[Path] = RunsDir,
+    data_root: Optional[Path] = DataRoot,
+    leaderboard: bool = typer.Option(True, "--leaderboard/--no-leaderboard", help="Rewrite leaderboards afterwards."),
+    out: Path = typer.Option(Path("leaderboards"), "--out", help="Leaderboard folder."),
+):
+    """Recompute metrics of finished cells from their stored predictions (sha256-checked), without refitting."""
+    from bench.datasets import get_dataset, groups
+    from bench.io import ensure_writable_dir
+    from bench.rescore import describe, matching_records, rescore_record
+    from bench.runner import runs_dir
+    from methods import METHODS
+    from bench.device import resolve_device
+    from metrics import METRICS
+
+    methods = None if method.strip() == "all" else METHODS.resolve_many(method)
+    datasets = None
+    if dataset.strip() != "all":
+        g = groups(data_root)
+        datasets = [n for part in dataset.split(",") if part.strip()
+                    for n in g.get(part.strip()) or [get_dataset(part.strip()).name]]
+    wanted = [m.strip() for m in metrics.split(",") if m.strip()] if metrics is not None else None
+    if wanted is not None:
+        if not wanted:
+            raise BenchError("--metrics expects a comma list of metric names or 'all'; `bench list` shows them")
+        for name in wanted if wanted != ["all"] else []:
+            METRICS.get(name)
+    rdir = runs_dir(runs)
+    found = matching_records(rdir, methods, datasets)
+    if not found:
+        raise BenchError(f"no run records for --method {method} --dataset {dataset} under {rdir}; run `bench run` first")
+    ensure_writable_dir(rdir, "runs folder")
+    if leaderboard:
+        ensure_writable_dir(out, "leaderboard folder (--out)")
+    dev = resolve_device(device)
+    counts = {"rescored": 0, "up to date": 0}
+    try:
+        for path, record in found:
+            outcome = rescore_record(path, record, metrics=wanted, data_root=data_root, device=dev)
+            counts[outcome.status] += 1
+            _echo_line(describe(outcome))
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: {counts['rescored']} record(s) rescored, each written whole; rerun the same command "
+                   "to do the rest", err=True)
+        raise typer.Exit(130)
+    typer.echo(f"{counts['rescored']} rescored, {counts['up to date']} up to date; records in {rdir}")
+    if leaderboard:
+        _write_leaderboards(rdir, out)
 
 
 @app.command("leaderboard")
@@ -364,6 +486,25 @@ def data_describe(
     typer.echo(tabulate(rows, headers=["subject", "n_voxels", "train", "test", "prompt", "noise ceiling r"]))
 
 
+@data_app.command("verify")
+def data_verify(
+    name: str,
+    scale: str = typer.Option("default", "--scale", help="Simulated datasets: default or paper sizes."),
+    data_root: Optional[Path] = DataRoot,
+):
+    """Check every prepared file of a dataset against the sha256, size and shape in its manifest."""
+    from bench.data import verify_prepared
+    from bench.datasets import get_dataset
+
+    ds = get_dataset(name)
+    if not ds.is_prepared(data_root, scale):
+        raise BenchError(f"{name} is not prepared under {ds.folder(data_root, scale).parent}; "
+                         f"run `{ds.spec.get('prepare', f'bench data prepare {name}')}`")
+    folder = ds.ensure_prepared(data_root, scale)
+    n = verify_prepared(folder)
+    typer.echo(f"ok: {n} files of {name} in {folder} match their sha256")
+
+
 @data_app.command("prepare")
 def data_prepare(
     name: str,
@@ -394,9 +535,6 @@ def main() -> None:
     except BenchError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        typer.echo("interrupted: finished cells are kept; rerun the same command to resume", err=True)
-        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Layout under the data root (``$BENCH_DATA``, default a user cache folder)::
 
     <root>/<dataset>/<version>/
-        manifest.json                    dataset, version, settings, sources (size, sha256), subjects
+        manifest.json                    dataset, version, settings, sources (size, sha256), subjects, and
+                                         files: per data file its bytes, sha256 and (arrays) shape and dtype
         clips/audio.npy                  (n_clips, samples) float32 mono at 16 kHz
         clips/clips.json                 per clip: stim_id, onset_s, label (and source file)
         sub-<subject>/<split>.fmri.npy   (n, n_voxels) float32, responses as found (not normalised)
@@ -12,6 +13,10 @@ Layout under the data root (``$BENCH_DATA``, default a user cache folder)::
 A whole version folder is written into a temporary folder and renamed at the end, so a crash never
 leaves half a dataset. Samples point at clips rather than holding audio, because windows and
 repetitions share clips: targets (mels, embeddings) are computed once per clip.
+
+Every load checks each file's size and array header against the manifest, and the manifest's own counts
+(n_voxels, samples per split, clips) against the arrays, so an edited manifest or a replaced file is an error
+naming the file; ``bench data verify NAME`` also recomputes every sha256 (:func:`verify_prepared`).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from bench.io import atomic_dir, ensure_writable_dir, read_json
 
 SPLITS = ("train", "test", "prompt")
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the manifest lists every data file with its sha256, size, shape and dtype
 
 
 _ACTIVE_ROOT: list[Path] = []
@@ -193,9 +198,10 @@ def write_prepared(
     target = ensure_writable_dir(Path(root) / dataset, "data root") / version
     if clips.audio.dtype != np.float32 or clips.audio.ndim != 2:
         raise BenchError(f"{dataset}: clip audio must be (n_clips, samples) float32, got {clips.audio.dtype} {clips.audio.shape}")
+    files: dict[str, dict] = {}
     with atomic_dir(target) as tmp:
         (tmp / "clips").mkdir()
-        np.save(tmp / "clips" / "audio.npy", clips.audio)
+        _save_array(tmp, "clips/audio.npy", clips.audio, files)
         table = {
             "stim_id": [str(s) for s in clips.stim_id],
             "onset_s": [float(t) for t in clips.onset_s],
@@ -204,6 +210,7 @@ def write_prepared(
         if clips.source is not None:
             table["source"] = [str(s) for s in clips.source]
         (tmp / "clips" / "clips.json").write_text(json.dumps(table), encoding="utf-8")
+        files["clips/clips.json"] = _file_entry(tmp / "clips" / "clips.json")
         subject_meta = {}
         for subject, prepared in subjects.items():
             sub_dir = tmp / f"sub-{subject}"
@@ -224,8 +231,8 @@ def write_prepared(
                 if n_voxels is not None and fmri.shape[1] != n_voxels:
                     raise BenchError(f"{dataset}/{subject}: splits disagree on n_voxels ({n_voxels} vs {fmri.shape[1]})")
                 n_voxels = fmri.shape[1]
-                np.save(sub_dir / f"{split}.fmri.npy", fmri)
-                np.save(sub_dir / f"{split}.clip.npy", clip_index)
+                _save_array(tmp, f"sub-{subject}/{split}.fmri.npy", fmri, files)
+                _save_array(tmp, f"sub-{subject}/{split}.clip.npy", clip_index, files)
                 counts[split] = int(fmri.shape[0])
             subject_meta[subject] = {"n_voxels": int(n_voxels or 0), "n_samples": counts, **prepared.info}
         manifest = {
@@ -239,9 +246,20 @@ def write_prepared(
             "sources": sources or [],
             "subjects": subject_meta,
             **(extra or {}),
+            "files": dict(sorted(files.items())),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
     return target
+
+
+def _save_array(folder: Path, rel: str, array: np.ndarray, files: dict) -> None:
+    """np.save ``array`` to ``folder/rel`` and record its manifest entry (hashed now, while the file is in cache)."""
+    np.save(folder / rel, array)
+    files[rel] = {**_file_entry(folder / rel), "shape": [int(n) for n in array.shape], "dtype": str(array.dtype)}
+
+
+def _file_entry(path: Path) -> dict:
+    return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 def _all_finite(array: np.ndarray, rows: int = 512) -> bool:
@@ -257,14 +275,88 @@ def prepared_dir(dataset: str, version: str, root: str | os.PathLike | None = No
     return data_root(root) / dataset / version
 
 
+def manifest_format(folder: Path) -> int | None:
+    """The format number of a prepared folder's manifest (None when unreadable), to spot data of an older format."""
+    try:
+        manifest = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest.get("format") if isinstance(manifest, dict) else None
+
+
 def read_manifest(folder: Path) -> dict:
+    """The manifest of a prepared folder, after the cheap checks of :func:`check_prepared`."""
     manifest = read_json(folder / MANIFEST, what="prepared-data manifest")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION:
+        old = isinstance(manifest, dict) and isinstance(manifest.get("format"), int) and manifest["format"] < FORMAT_VERSION
         raise BenchError(
-            f"prepared-data manifest {folder / MANIFEST} has an unknown format; "
+            f"prepared-data manifest {folder / MANIFEST} has "
+            f"{'an older format without file digests' if old else 'an unknown format'}; "
             f"delete {folder} and prepare the dataset again"
         )
+    check_prepared(folder, manifest)
     return manifest
+
+
+def check_prepared(folder: Path, manifest: dict) -> None:
+    """Cheap checks on every load: each listed file exists with its recorded size, each array's header has the
+    recorded shape and dtype, and the manifest's counts (clips, n_voxels, samples per split) match those shapes."""
+    folder = Path(folder)
+    mpath = folder / MANIFEST
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise BenchError(f"prepared-data manifest {mpath} lists no files; delete {folder} and prepare the dataset again")
+    fix = f"restore it or delete {folder} and prepare the dataset again"
+    for rel, entry in files.items():
+        path = folder / rel
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise BenchError(f"prepared file {path} is missing; {fix}") from None
+        if size != entry.get("bytes"):
+            raise BenchError(f"prepared file {path} is corrupt or changed ({size} bytes, the manifest says "
+                             f"{entry.get('bytes')}); {fix}")
+        if "shape" in entry:
+            shape, dtype = _npy_header(path)
+            if list(shape) != entry["shape"] or dtype != entry.get("dtype"):
+                raise BenchError(f"prepared file {path} holds a {dtype} array of shape {tuple(shape)}, the manifest says "
+                                 f"{entry.get('dtype')} {tuple(entry['shape'])}; {fix}")
+
+    def shape_of(rel: str) -> list | None:
+        return files.get(rel, {}).get("shape")
+
+    expected = {"clips/audio.npy": [manifest.get("n_clips"), manifest.get("clip_samples")]}
+    for subject, meta in manifest.get("subjects", {}).items():
+        for split, n in meta.get("n_samples", {}).items():
+            expected[f"sub-{subject}/{split}.fmri.npy"] = [n, meta.get("n_voxels")]
+            expected[f"sub-{subject}/{split}.clip.npy"] = [n]
+    for rel, want in expected.items():
+        have = shape_of(rel)
+        if have != want:
+            raise BenchError(f"prepared-data manifest {mpath} says {rel} has shape {tuple(want)} but the file list "
+                             f"says {tuple(have) if have else 'nothing'} (the manifest was edited?); {fix}")
+
+
+def _npy_header(path: Path) -> tuple[tuple, str]:
+    """(shape, dtype) from a .npy header, without reading the data."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _fortran, dtype = read(fh)
+    except (ValueError, OSError, EOFError) as exc:
+        raise BenchError(f"prepared file {path} is corrupt ({exc}); delete its dataset folder and prepare again") from None
+    return shape, str(dtype)
+
+
+def verify_prepared(folder: Path) -> int:
+    """Full check: the cheap ones, then every file's sha256 against the manifest. Returns the number of files."""
+    manifest = read_manifest(folder)
+    for rel, entry in manifest["files"].items():
+        if sha256_file(Path(folder) / rel) != entry.get("sha256"):
+            raise BenchError(f"prepared file {Path(folder) / rel} does not match its sha256 in {Path(folder) / MANIFEST} "
+                             f"(changed since it was prepared); restore it or delete {folder} and prepare the dataset again")
+    return len(manifest["files"])
 
 
 def _load_npy(path: Path, mmap: bool = False) -> np.ndarray:

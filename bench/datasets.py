@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from bench.data import ClipTable, Split, data_root, prepared_dir, read_clips, read_manifest, read_split, write_prepared
+from bench.data import (
+    FORMAT_VERSION, ClipTable, Split, data_root, manifest_format, prepared_dir, read_clips, read_manifest, read_split,
+    write_prepared,
+)
 from bench.errors import BenchError, NotPreparedError
+from bench.io import ensure_writable_dir
+
+log = logging.getLogger("bench.datasets")
 
 CATALOGUE_ENV = "BENCH_DATASETS_YAML"
 REQUIRED_FIELDS = ("kind", "version", "title", "subjects", "sample_rate", "clip_seconds", "n_patch", "label_kind")
@@ -103,6 +110,11 @@ class Dataset:
 
     def state(self, root=None) -> str:
         if self.is_prepared(root):
+            fmt = manifest_format(self.folder(root))
+            if fmt is not None and fmt < FORMAT_VERSION:
+                if self.kind == "simulated":
+                    return "prepared in an older format (regenerated on next use)"
+                return f"prepared in an older format: run `{self.spec.get('prepare', f'bench data prepare {self.name}')}` again"
             return "prepared"
         if self.kind == "simulated":
             return "simulated (generated on first use)"
@@ -112,7 +124,16 @@ class Dataset:
     def ensure_prepared(self, root=None, scale: str = "default", params: dict | None = None) -> Path:
         folder = self.folder(root, scale)
         if (folder / "manifest.json").exists():
-            return folder
+            fmt = manifest_format(folder)
+            if fmt is None or fmt >= FORMAT_VERSION:
+                return folder  # current (or unreadable: read_manifest names the problem)
+            if self.kind == "real":
+                raise NotPreparedError(
+                    f"dataset {self.name} under {folder} was prepared in an older format without file digests; "
+                    f"prepare it again: `{self.spec.get('prepare', f'bench data prepare {self.name}')}`"
+                )
+            log.info("regenerating %s: its prepared format %s predates file digests", folder, fmt)
+            return self.generate(root, scale, params)  # same seed and version: the same arrays, now with digests
         if self.kind == "real":
             raise NotPreparedError(
                 f"dataset {self.name} is not prepared under {data_root(root)}; "
@@ -125,13 +146,24 @@ class Dataset:
                         lambda: self.generate(root, scale, params))
         return folder
 
+    def check_scale(self, scale: str) -> None:
+        """An unknown --scale is an error before any work (real datasets accept only "default")."""
+        if self.kind != "simulated":
+            self.version(scale)
+            return
+        from bench.simulate import SCALES
+
+        kind = self.spec["generator"]
+        if scale not in SCALES[kind]:
+            raise BenchError(f"unknown scale {scale!r} for {self.name}; choose from {', '.join(SCALES[kind])}")
+
     def generate(self, root=None, scale: str = "default", params: dict | None = None) -> Path:
         """Generate a simulated dataset and write it under the data root (atomically)."""
         from bench.simulate import SCALES, simulate
 
         kind = self.spec["generator"]
-        if scale not in SCALES[kind]:
-            raise BenchError(f"unknown scale {scale!r} for {self.name}; choose from {', '.join(SCALES[kind])}")
+        self.check_scale(scale)
+        ensure_writable_dir(data_root(root), "data root")  # before the simulation, which can take minutes
         sim_params = dict(SCALES[kind][scale])
         sim_params.update(self.spec.get("params", {}) if scale == "default" else {})
         sim_params.update(params or {})
@@ -204,6 +236,25 @@ def groups(root=None) -> dict[str, list[str]]:
     g = dict(catalogue().get("groups", {}))
     g["all"] = [n for n in dataset_names() if get_dataset(n).is_available(root)]
     return g
+
+
+def not_available(root=None) -> dict[str, str]:
+    """Datasets the ``all`` group leaves out because they are not prepared here: {name: the command that prepares it}."""
+    out = {}
+    for name in dataset_names():
+        ds = get_dataset(name)
+        if not ds.is_available(root):
+            out[name] = ds.spec.get("prepare", f"bench data prepare {name}")
+    return out
+
+
+def check_can_generate(names: list[str], root=None, scale: str = "default") -> None:
+    """Raise before any work on an unknown scale, or when a simulated dataset still has to be generated into an
+    unwritable data root."""
+    for n in names:
+        get_dataset(n).check_scale(scale)
+    if any(get_dataset(n).kind == "simulated" and not get_dataset(n).is_prepared(root, scale) for n in names):
+        ensure_writable_dir(data_root(root), "data root")
 
 
 def resolve_datasets(spec: str, root=None) -> list[str]:

@@ -10,4 +10,12 @@ class NotPreparedError(BenchError):
 
 
 class UnavailableError(BenchError):
-    """Something optional (weights, a package) is missing; the message lists what to install where."""
+    """Something optional (weights, a package) is missing; the message lists what to install where.
+
+    weights: the catalogue name of the missing checkpoint, when that is what is missing (so a later run can tell
+    that it has appeared and point to ``bench rescore``).
+    """
+
+    def __init__(self, message: str, weights: str | None = None):
+        super().__init__(message)
+        self.weights = weights

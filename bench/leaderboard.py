@@ -9,6 +9,7 @@ give byte-identical markdown.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -121,7 +122,9 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
     # (row) -> subject -> metric -> list over seeds
     table: dict[str, dict[str, dict[str, list]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     per_sample: dict[str, dict[str, dict[str, list]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
-    reasons: dict[str, str] = {}
+    reasons: dict[str, set[str]] = defaultdict(set)  # metric -> distinct short n/a reasons
+    compute: dict[str, dict[str, dict[str, list]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    ceilings: dict[str, set[str]] = defaultdict(set)  # subject -> distinct noise ceilings (canonical JSON)
     versions, shas, n_seeds = set(), set(), defaultdict(set)
     random_rows: set[str] = set()
     feature_pcc: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
@@ -144,13 +147,16 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
         if "acoustic_feature_pcc" in r.get("method_info", {}):
             feature_pcc[row][r["config"]["subject"]].append(float(r["method_info"]["acoustic_feature_pcc"]))
         subj = r["config"]["subject"]
+        _collect_compute(compute[row][subj], r)
+        if (r.get("dataset") or {}).get("noise_ceiling"):
+            ceilings[subj].add(json.dumps(r["dataset"]["noise_ceiling"], sort_keys=True))
         n_seeds[row].add(r["config"]["seed"])
         versions.add(r["config"]["dataset_version"])
         shas.add(r["provenance"]["git"]["sha"][:10] + ("+dirty" if r["provenance"]["git"].get("dirty") else ""))
         for m, val in r["metrics"].items():
             table[row][subj][m].append(_value(val))
             if val.get("status") != "ok":
-                reasons[m] = val.get("reason", "")
+                reasons[m].add(_short_reason(val))
             if "per_sample" in val:
                 per_sample[row][subj][m].append(np.array([float(x) for x in val["per_sample"]], dtype=np.float64))
 
@@ -228,25 +234,28 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
         lines.append("")
         lines.append("† stale: " + "; ".join(f"{row}: {note}" for row, note in sorted(stale.items()))
                      + ". Rerun `bench run` for these cells to recompute them with the current code.")
-    unavailable = [m for m in paper_cols if m in reasons]
-    if unavailable:
-        lines.append("")
-        lines.append("n/a: " + "; ".join(f"{metric_spec(m).label}: {reasons[m]}" for m in unavailable))
+    lines += _na_footnotes(paper_cols, reasons, metric_spec)
     if extra_cols:
         lines.append("")
         for rows, suffix in row_groups:
             lines += render(extra_cols, "Decoded features: SVM probes and pairwise identification" + suffix, rows)
             lines.append("")
         lines.pop()
+        lines += _na_footnotes(extra_cols, reasons, metric_spec)
         notes = []
         for m in extra_cols:
             chance = _collect_extra(recs, m, "chance")
-            upper = _collect_extra(recs, m, "upper_bound")
+            # The probe on ground-truth features is a reference level; decoded features can beat it.
+            gt = _collect_extra(recs, m, "gt_features")
+            if gt is None:
+                gt = _collect_extra(recs, m, "upper_bound")  # records written before the rename
             bits = []
             if chance is not None:
                 bits.append(f"chance {chance:.3f}")
-            if upper is not None:
-                bits.append(f"ground-truth features {upper:.3f}")
+            if gt is not None:
+                above = [row for row in all_rows if row not in reference_rows and (summary(row, m)[0] or -math.inf) > gt]
+                bits.append(f"ground-truth-feature reference {gt:.3f}"
+                            + (f" (not an upper bound: {len(above)} row(s) exceed it)" if above else ""))
             if bits:
                 notes.append(f"{m}: " + ", ".join(bits))
         if notes:
@@ -258,8 +267,10 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
         lines += ["", f"## Reported in the paper ({reported.get('table', '')}) {where}", ""]
         lines += _reported_table(reported, "Model (reported)", metric_spec)
 
+    cuda = any((r.get("memory") or {}).get("cuda_peak_mb") is not None for r in recs)
+
     def subject_table(subj, cols, header, rows):
-        out = _table_head(header)
+        out = _table_head(header + _COMPUTE_HEADERS[: 3 if cuda else 2])
         best = best_rows(cols, lambda row, m: subject_mean(row, subj, m), rows)
         for row in rows:
             cells = [row]
@@ -273,6 +284,7 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
                 if mean is not None and row in best.get(m, set()) and len(rows) > 1:
                     txt = f"**{txt}**"
                 cells.append(txt)
+            cells += _compute_cells(compute[row][subj], cuda)
             out.append("| " + " | ".join(cells) + " |")
         return out
 
@@ -297,11 +309,15 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
     lines.append("")
     lines.append("## Per subject")
     lines.append("")
-    lines.append("Per-sample metrics: mean [bootstrap 95% CI of the mean over test samples, seeds pooled]; set-level metrics (FD, FAD, probes) without a CI.")
+    lines.append("Per-sample metrics: mean [bootstrap 95% CI of the mean over test samples, seeds pooled]; set-level metrics (FD, FAD, probes) without a CI. "
+                 "Fit time: seconds to train, mean over seeds; peak memory: the largest over seeds, in MiB "
+                 "(resident memory of the whole process during the cell, loaded libraries included).")
     for subj in subjects:
         lines.append("")
         lines.append(f"### {subj}")
         lines.append("")
+        for nc in sorted(ceilings.get(subj, ())):
+            lines += [_ceiling_line(json.loads(nc)), ""]
         cols = paper_cols + extra_cols
         header = ["Model"] + _headers(cols, metric_spec)
         for rows, _suffix in row_groups:
@@ -311,6 +327,55 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
         lines.pop()
     lines.append("")
     return "\n".join(lines)
+
+
+_COMPUTE_HEADERS = ["fit s", "peak RSS MiB", "peak CUDA MiB"]
+
+
+def _collect_compute(into: dict[str, list], rec: dict) -> None:
+    """Fit seconds and peak memory of one record, appended per seed."""
+    timing, memory = rec.get("timing") or {}, rec.get("memory") or {}
+    for key, value in (("fit_s", timing.get("fit_s")), ("peak_rss_mb", memory.get("peak_rss_mb")),
+                       ("cuda_peak_mb", memory.get("cuda_peak_mb"))):
+        if value is not None:
+            into[key].append(float(value))
+
+
+def _compute_cells(values: dict[str, list], cuda: bool) -> list[str]:
+    fit = values.get("fit_s")
+    cells = [f"{np.mean(sorted(fit)):.2f}" if fit else "n/a"]
+    for key in ("peak_rss_mb", "cuda_peak_mb")[: 2 if cuda else 1]:
+        cells.append(f"{max(values[key]):.0f}" if values.get(key) else "n/a")
+    return cells
+
+
+def _ceiling_line(nc: dict) -> str:
+    """The dataset's noise ceiling for this subject's test responses (how well a perfect model could correlate)."""
+    bits = [f"{name} r = {float(nc[key]):.3f}" for key, name in (("analytic_r", "analytic"), ("empirical_r", "empirical"))
+            if isinstance(nc.get(key), (int, float))]
+    where = f" over {nc['over']}" if nc.get("over") else ""
+    reps = f", {nc['test_reps']} repetitions averaged" if nc.get("test_reps") else ""
+    return f"Noise ceiling of the test responses{where}: {', '.join(bits)}{reps}."
+
+
+def _short_reason(entry: dict) -> str:
+    """An n/a reason short enough for a footnote; metrics missing the same weights share one."""
+    import re
+
+    if entry.get("weights"):
+        return f"weights `{entry['weights']}` not found (`bench weights ls` says which file to put where)"
+    return re.sub(r"^[A-Za-z][\w-]* needs ", "needs ", entry.get("reason", "") or "no reason recorded")
+
+
+def _na_footnotes(cols, reasons: dict[str, set[str]], metric_spec) -> list[str]:
+    """One footnote per distinct n/a reason, naming the columns it applies to (in column order)."""
+    by_reason: dict[str, list[str]] = {}
+    for m in cols:
+        for reason in sorted(reasons.get(m, ())):
+            by_reason.setdefault(reason, []).append(_headers([m], metric_spec)[0][:-2])
+    if not by_reason:
+        return []
+    return ["", "n/a:", *(f"- {', '.join(labels)}: {reason}" for reason, labels in by_reason.items())]
 
 
 def _conditional_section(conditional, cols, summary, best_rows, metric_spec, spec, cat) -> list[str]:

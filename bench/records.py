@@ -14,6 +14,8 @@ Schema (``SCHEMA_VERSION``)::
     memory          peak_rss_mb (sampled during the cell), cuda_peak_mb
     provenance      git sha and dirty flag, package versions, machine, device
     predictions     file name of the .npz beside the record, and its sha256
+    warnings        distinct warnings raised during the cell: category, message, where, count
+    rescored        (after ``bench rescore``) which metrics were recomputed from the predictions, and by which code
 
 The leaderboard reads only these records. A record is written last, atomically, so its presence
 means the cell finished.

@@ -7,10 +7,12 @@ of a cell, so an interrupted run resumes at the first unfinished cell with nothi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +88,46 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
     return obj
+
+
+@contextlib.contextmanager
+def captured_warnings():
+    """Collect every warning raised inside the block instead of printing it (a list of warnings.WarningMessage).
+
+    Warnings during a cell (fold counts reduced, library notices) are nothing a user can act on mid-run; the record
+    keeps them and ``bench run`` prints one summary line.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+
+
+def summarise_warnings(caught) -> list[dict]:
+    """Distinct warnings as record entries: category, message, where (file:line) and how often, in first-seen order."""
+    out: dict[tuple, dict] = {}
+    for w in caught:
+        key = (w.category.__name__, str(w.message), f"{Path(w.filename).name}:{w.lineno}")
+        if key not in out:
+            out[key] = {"category": key[0], "message": key[1], "where": key[2], "count": 0}
+        out[key]["count"] += 1
+    return list(out.values())
+
+
+def warnings_line(records: list[dict]) -> str | None:
+    """One line for a whole run: how many distinct warnings in how many cells, the commonest, where the details are."""
+    counts: dict[str, int] = {}
+    n_cells = 0
+    for rec in records:
+        entries = rec.get("warnings") or []
+        n_cells += bool(entries)
+        for e in entries:
+            counts[e["message"]] = counts.get(e["message"], 0) + int(e.get("count", 1))
+    if not counts:
+        return None
+    top = min(counts, key=lambda m: (-counts[m], m))
+    top = top if len(top) <= 100 else top[:97] + "..."
+    return (f"{sum(counts.values())} warning(s), {len(counts)} distinct, in {n_cells} cell(s), e.g. \"{top}\"; "
+            "details in each record's \"warnings\"")
 
 
 class PeakMemory:
@@ -190,7 +232,7 @@ def _compute_cell(cell: Cell, config: dict, path: Path, code: dict, *, runs: Pat
     t_start = time.perf_counter()
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    with PeakMemory() as mem:
+    with PeakMemory() as mem, captured_warnings() as caught:
         train = dataset.load_split(cell.subject, "train", data_root=data_root, scale=cell.scale)
         test = dataset.load_split(cell.subject, "test", data_root=data_root, scale=cell.scale)
         method = get_method(cell.method).from_profile(cell.profile, dict(cell.overrides))
@@ -242,6 +284,7 @@ def _compute_cell(cell: Cell, config: dict, path: Path, code: dict, *, runs: Pat
         "code": {**code, "git": git_info()},
         "provenance": {"git": git_info(), "packages": package_versions(), "machine": machine_info(device)},
         "predictions": {"file": pred_name, "sha256": sha256_file(path.with_suffix(".npz"))},
+        "warnings": summarise_warnings(caught),
     }
     write_json(path, record)
     if work_dir.exists():
@@ -272,7 +315,7 @@ def score_reconstruction(rec, test, method, *, device: str = "cpu", embeddings_p
         try:
             out = spec.evaluate(ctx)
         except UnavailableError as exc:  # weights absent: n/a with the reason; a bad file stops the cell
-            out = MetricResult.unavailable(str(exc))
+            out = MetricResult.unavailable(str(exc), weights=exc.weights)
         for key, res in (out.items() if isinstance(out, dict) else [(name, out)]):
             results[key] = res
             higher[key] = spec.higher_is_better
@@ -331,9 +374,19 @@ def grid_overrides(base: tuple, grid: dict[str, list]) -> list[tuple]:
 @dataclass
 class RunSummary:
     outcomes: list[CellOutcome] = field(default_factory=list)
+    n_planned: int = 0
 
     def count(self, status: str) -> int:
         return sum(o.status == status for o in self.outcomes)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during ``run_cells``: carries what finished before it (``summary``) and the cell it stopped in."""
+
+    def __init__(self, summary: RunSummary, cell: Cell | None):
+        super().__init__()
+        self.summary = summary
+        self.cell = cell
 
 
 def run_cells(
@@ -341,11 +394,24 @@ def run_cells(
     error_score: str = "raise", metrics: list[str] | None = None, progress: bool = True, echo=print,
     reuse_stale: bool = False,
 ) -> RunSummary:
-    """Run cells in order; with ``error_score="nan"`` a failing cell is reported and skipped."""
+    """Run cells in order; with ``error_score="nan"`` a failing cell is reported and skipped.
+
+    Ctrl-C raises :class:`RunInterrupted` (a KeyboardInterrupt) carrying the outcomes so far.
+    """
+    summary = RunSummary(n_planned=len(cells))
+    try:
+        return _run_cells(cells, summary, runs=runs, data_root=data_root, device=device, overwrite=overwrite,
+                          error_score=error_score, metrics=metrics, progress=progress, echo=echo, reuse_stale=reuse_stale)
+    except KeyboardInterrupt:
+        done = {o.cell for o in summary.outcomes}
+        raise RunInterrupted(summary, next((c for c in cells if c not in done), None)) from None
+
+
+def _run_cells(cells, summary: RunSummary, *, runs, data_root, device, overwrite, error_score, metrics, progress,
+               echo, reuse_stale) -> RunSummary:
     from tqdm.auto import tqdm
 
     ensure_writable_dir(runs, "runs folder")
-    summary = RunSummary()
     bar = tqdm(cells, desc="cells", unit="cell", disable=not progress)
     for cell in bar:
         bar.set_postfix_str(cell.label(), refresh=False)

@@ -72,7 +72,7 @@ def _network(ctx: EvalContext, kind: str, what: str):
     try:
         return load_network(kind, what, context_device(ctx))
     except UnavailableError as exc:
-        return MetricResult.unavailable(str(exc))
+        return MetricResult.unavailable(str(exc), weights=exc.weights)
 
 
 def evaluate_fd(ctx: EvalContext) -> MetricResult:
@@ -110,7 +110,7 @@ def evaluate_kl(ctx: EvalContext) -> dict[str, MetricResult]:
 
     net = _network(ctx, "panns", "KL")
     if isinstance(net, MetricResult):
-        return {"kl": net, "kl:sigmoid": MetricResult.unavailable(net.reason)}
+        return {"kl": net, "kl:sigmoid": MetricResult.unavailable(net.reason, weights=net.weights)}
     ref, rec = pair(ctx, net)
     out = {}
     for key, kind in (("kl", "softmax"), ("kl:sigmoid", "sigmoid")):

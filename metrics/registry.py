@@ -23,8 +23,9 @@ class MetricResult:
     """value: the set-level number (mean over samples for per-sample metrics).
 
     per_sample: (n,) float64 per-sample values where the metric is defined per sample
-    extra: side numbers (chance level, upper bound, CI, ...)
+    extra: side numbers (chance level, reference levels, CI, ...)
     status: "ok" or "unavailable" (then ``reason`` says why and ``value`` is None)
+    weights: for an unavailable metric, the catalogue name of the missing weights (if that is the reason)
     """
 
     value: float | None
@@ -32,15 +33,18 @@ class MetricResult:
     extra: dict = field(default_factory=dict)
     status: str = "ok"
     reason: str = ""
+    weights: str | None = None
 
     @classmethod
-    def unavailable(cls, reason: str) -> "MetricResult":
-        return cls(value=None, status="unavailable", reason=reason)
+    def unavailable(cls, reason: str, weights: str | None = None) -> "MetricResult":
+        return cls(value=None, status="unavailable", reason=reason, weights=weights)
 
     def to_json(self) -> dict:
         out: dict[str, Any] = {"status": self.status}
         if self.status != "ok":
             out["reason"] = self.reason
+            if self.weights:
+                out["weights"] = self.weights
             return out
         out["value"] = _num(self.value)
         if self.per_sample is not None:
@@ -149,7 +153,7 @@ def _psnr(ctx: EvalContext) -> MetricResult:
     return MetricResult(value=_finite_mean(values), per_sample=values, extra={"n_infinite": int(np.isinf(values).sum())})
 
 
-_UPPER_BOUND_CACHE: dict[tuple, float] = {}
+_GT_PROBE_CACHE: dict[tuple, float] = {}
 
 
 def _probe(ctx: EvalContext) -> dict[str, MetricResult]:
@@ -171,11 +175,12 @@ def _probe(ctx: EvalContext) -> dict[str, MetricResult]:
             continue
         extra = {"chance": res.chance, "n_splits": res.n_splits}
         if name in truth:
-            # Ground-truth features are the same for every method scoring this split: compute once.
+            # The same probe on the ground-truth features: a reference level, not an upper bound (decoded
+            # features can separate the labels better). Equal for every method scoring this split: computed once.
             key = (ctx.test.dataset, ctx.test.version, ctx.test.subject, ctx.test.split, name, truth[name].shape, groups is None)
-            if key not in _UPPER_BOUND_CACHE:
-                _UPPER_BOUND_CACHE[key] = svm_probe(truth[name], labels, groups=groups, seed=0).accuracy
-            extra["upper_bound"] = _UPPER_BOUND_CACHE[key]
+            if key not in _GT_PROBE_CACHE:
+                _GT_PROBE_CACHE[key] = svm_probe(truth[name], labels, groups=groups, seed=0).accuracy
+            extra["gt_features"] = _GT_PROBE_CACHE[key]
         out[f"probe:{name}"] = MetricResult(value=res.accuracy, extra=extra)
     return out
 

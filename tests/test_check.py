@@ -56,3 +56,21 @@ def test_check_fails_with_perturbed_golden_file(tmp_path, golden, smoke_runs):
     lines = [line for line in lines if not line.startswith(("done", "skipped"))]
     assert lines[0].startswith("DRIFT: 1 of")
     assert any(where in line and "psnr" in line for line in lines)
+
+
+@pytest.mark.parametrize("content", ['{"smoke": {"meth', "", '{"smoke": {}, "values": {"a": {"pcc": "x"}}}'])
+def test_damaged_golden_file_is_refused_before_any_smoke_cell(tmp_path, monkeypatch, content):
+    import bench.check
+    from bench.errors import BenchError
+
+    def never(*_a, **_k):
+        raise AssertionError("smoke cells ran before the golden file was checked")
+
+    monkeypatch.setattr(bench.check, "collect_smoke_values", never)
+    path = tmp_path / "smoke.json"
+    path.write_text(content)
+    with pytest.raises(BenchError, match=r"smoke\.json .*restore it from version control.*`bench check --update` only") as err:
+        run_check(golden_file=path, echo=lambda *_: None)
+    assert "delete it" not in str(err.value)
+    with pytest.raises(BenchError, match="does not exist; restore it"):
+        run_check(golden_file=tmp_path / "gone.json", echo=lambda *_: None)

@@ -76,7 +76,8 @@ def test_leaderboard_without_records(tmp_path):
 
 @pytest.mark.slow
 def test_run_then_rerun_skips(tiny_catalogue, tmp_path):
-    args = ("run", "--method", "lir", "--dataset", "tiny-speech", "--runs", str(tmp_path / "r"), "--out", str(tmp_path / "lb"))
+    args = ("run", "--method", "lir", "--dataset", "tiny-speech", "--no-references", "--runs", str(tmp_path / "r"),
+            "--out", str(tmp_path / "lb"))
     first = bench(*args, check=True)
     assert "1 done, 0 skipped" in first.stdout
     second = bench(*args, check=True)
@@ -91,3 +92,107 @@ def test_prompt_and_p_gt_options_become_the_table3_grid(tiny_catalogue):
                           r"parameter 'p_gt' must be")
     assert_one_line_error(bench(*base, "--method", "c2f_ldm", "--prompt", "text", "--grid", "prompt=audio"),
                           r"--prompt and --grid prompt=... both given")
+
+
+@pytest.mark.parametrize("seeds", ["-1", "", "0,x", " , "])
+def test_seeds_must_be_non_negative_integers(tiny_catalogue, seeds, tmp_path):
+    proc = bench("run", "--method", "lir", "--dataset", "tiny-speech", f"--seeds={seeds}", "--no-leaderboard",
+                 "--runs", str(tmp_path / "r"))
+    assert_one_line_error(proc, r"--seeds expects comma-separated non-negative integers \(at least one\)")
+    assert not (tmp_path / "r").exists()
+
+
+def test_unwritable_data_root_refused_before_generation(tmp_path, tiny_catalogue):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    from bench.datasets import get_dataset
+
+    assert not get_dataset("tiny-sound").is_prepared(blocker / "data", "paper")
+    proc = bench("run", "--method", "lir", "--dataset", "tiny-sound", "--scale", "paper", "--no-leaderboard",
+                 "--data-root", str(blocker / "data"), "--runs", str(tmp_path / "r"))
+    assert_one_line_error(proc, r"data root .* is not writable")
+
+
+def test_unwritable_data_root_refused_before_simulating(tmp_path, tiny_catalogue, monkeypatch):
+    import bench.simulate
+
+    from bench.datasets import get_dataset
+    from bench.errors import BenchError
+
+    def never(*_a, **_k):
+        raise AssertionError("simulated before checking the data root")
+
+    monkeypatch.setattr(bench.simulate, "simulate", never)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(BenchError, match="data root .* is not writable"):
+        get_dataset("tiny-sound").generate(blocker / "data")
+
+
+def test_unwritable_leaderboard_folder_refused_before_running(tmp_path, tiny_catalogue):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = bench("run", "--method", "lir", "--dataset", "tiny-speech", "--runs", str(tmp_path / "r"),
+                 "--out", str(blocker / "lb"))
+    assert_one_line_error(proc, r"leaderboard folder \(--out\) .* is not writable")
+    assert not list((tmp_path / "r").rglob("*.json"))
+
+
+def test_ctrl_c_says_what_finished_refreshes_leaderboards_and_exits_130(tiny_catalogue, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import bench.runner
+    from bench.cli import app
+
+    real_run_cell = bench.runner.run_cell
+    calls = {"n": 0}
+
+    def interrupt_second(cell, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_run_cell(cell, **kw)
+
+    monkeypatch.setattr(bench.runner, "run_cell", interrupt_second)
+    runs, out = tmp_path / "r", tmp_path / "lb"
+    result = CliRunner().invoke(app, ["run", "--method", "lir", "--dataset", "tiny-sound", "--no-references",
+                                      "--runs", str(runs), "--out", str(out)])
+    assert result.exit_code == 130, result.output
+    assert "interrupted during lir tiny-sound sub-sim02 seed 0" in result.stderr
+    assert "1 cell(s) finished in this run, 0 were already finished, 1 not finished" in result.stderr
+    assert "rerun the same command to resume" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert (out / "tiny-sound.md").exists() and "sim01" in (out / "tiny-sound.md").read_text()
+
+
+def test_dataset_all_says_what_it_took_and_skipped(tiny_catalogue, tmp_path):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    # an unknown subject stops the run right after planning: nothing trains
+    result = CliRunner().invoke(app, ["run", "--method", "lir", "--dataset", "all", "--subjects", "sim09",
+                                                "--no-leaderboard", "--runs", str(tmp_path / "r")])
+    assert "--dataset all: running tiny-sound, tiny-speech" in result.output
+    assert ("--dataset all: skipped brain2sound (not prepared): "
+            "`bench data prepare brain2sound --source SOUNDRECON_DIR --stimuli VGGSOUND_DIR`") in result.output
+
+
+def test_generated_leaderboards_are_ignored_in_a_checkout():
+    import shutil
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    if shutil.which("git") is None or not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+    ignored = subprocess.run(["git", "check-ignore", "-q", "leaderboards/sim-sound.md"], cwd=repo)
+    assert ignored.returncode == 0  # the quickstart leaves no untracked tables
+    kept = subprocess.run(["git", "check-ignore", "-q", "leaderboards/golden/smoke.json"], cwd=repo)
+    assert kept.returncode == 1  # the drift-check values stay tracked
+
+
+def test_unknown_scale_and_device_refused_before_any_work(tiny_catalogue, tmp_path):
+    base = ("run", "--method", "lir", "--dataset", "tiny-speech", "--no-leaderboard", "--runs", str(tmp_path / "r"))
+    assert_one_line_error(bench(*base, "--scale", "huge"), r"unknown scale 'huge' for tiny-speech")
+    assert_one_line_error(bench(*base, "--device", "tpu"), r"device")
+    assert not (tmp_path / "r").exists()

@@ -51,7 +51,7 @@ def test_run_writes_record_with_provenance_and_skips_rerun(tiny_catalogue, runs)
     assert rec["metrics"]["pcc"]["status"] == "ok"
     assert len(rec["metrics"]["pcc"]["per_sample"]) == rec["dataset"]["n_test"]
     assert rec["metrics"]["fd"]["status"] == "unavailable" and rec["metrics"]["fd"]["reason"]
-    assert "probe:mel" in rec["metrics"] and "upper_bound" in rec["metrics"]["probe:mel"]["extra"]
+    assert "probe:mel" in rec["metrics"] and "gt_features" in rec["metrics"]["probe:mel"]["extra"]
     pred = np.load(first.path.with_suffix(".npz"))
     assert pred["audio"].shape == (rec["dataset"]["n_test"], 64000)
     again = run_cell(cell, runs=runs)
@@ -168,3 +168,37 @@ def test_grid_expands_every_combination(tiny_catalogue):
 
     hashes = {json.dumps(resolve_config(c), sort_keys=True) for c in cells}
     assert len(hashes) == 4
+
+
+def test_leaderboard_footnotes_reference_and_compute_columns(tiny_catalogue, runs):
+    from bench.leaderboard import build_tables
+
+    run_cell(Cell("lir", "tiny-speech", "sim01", 0, "tiny"), runs=runs)
+    records = iter_records(runs)
+    for rec in records:  # the ground-truth-feature probe above the decoded one: a reference, still not called a bound
+        rec["metrics"]["probe:mel"]["extra"]["gt_features"] = 0.99
+    md = build_tables(records)["tiny-speech"]
+    # one footnote per distinct reason: FD and both KL variants lack the same weights
+    assert "\n- FD, KL, KL (sigmoid): weights `panns-cnn14-16k` not found" in md
+    assert md.count("panns-cnn14-16k") == 1 and "upper bound" not in md
+    assert "ground-truth-feature reference 0.990." in md
+    head = next(line for line in md.splitlines() if line.startswith("| Model | PCC") and "fit s" in line)
+    assert head.endswith("| fit s | peak RSS MiB |")
+    assert "Noise ceiling of the test responses over stimulus-driven voxels: analytic r = " in md
+    for rec in records:  # decoded features beating the ground-truth-feature probe: not an upper bound
+        rec["metrics"]["probe:mel"]["extra"]["gt_features"] = 0.01
+    assert "ground-truth-feature reference 0.010 (not an upper bound: 1 row(s) exceed it)" in build_tables(records)["tiny-speech"]
+
+
+def test_cell_warnings_go_to_the_record_and_one_summary_line(tiny_catalogue, runs, recwarn):
+    from bench.runner import warnings_line
+
+    out = run_cell(Cell("lir", "tiny-sound", "sim01", 0, "tiny"), runs=runs)
+    assert not [w for w in recwarn if "cv_folds" in str(w.message)]  # nothing printed during the run
+    entries = out.record["warnings"]
+    fold = [e for e in entries if e["message"].startswith("cv_folds: reduced n_splits")]
+    assert fold and fold[0]["category"] == "UserWarning" and fold[0]["where"].startswith("probes.py:")
+    assert fold[0]["count"] >= 1
+    line = warnings_line([out.record, out.record])
+    assert "in 2 cell(s)" in line and "details in each record's \"warnings\"" in line and "\n" not in line
+    assert warnings_line([{"warnings": []}]) is None

@@ -95,7 +95,7 @@ def load_network(kind: str, what: str | None = None, device: str | None = "cpu")
         reason = W.missing_reason(spec, what)
         if kind == "clap":
             reason += f"; or set {CLAP_ENV}=clap-htsat-unfused to use the Hugging Face folder"
-        raise UnavailableError(reason)
+        raise UnavailableError(reason, weights=name)
     state = W.check(found)
     arch = W.architecture(name)
     device = resolve_device(device)
