@@ -102,6 +102,18 @@ def run(
     leaderboard: bool = typer.Option(True, "--leaderboard/--no-leaderboard", help="Rewrite leaderboards afterwards."),
     references: bool = typer.Option(True, "--references/--no-references", help="Also score the reference rows (oracle: ground truth through the vocoder; chance: shuffled stimuli) of each dataset, subject and seed."),
     out: Path = typer.Option(Path("leaderboards"), "--out", help="Leaderboard folder."),
+    executor: str = typer.Option("inline", "--executor", help="inline (here, one cell after another), slurm (job arrays), local (submitit processes on this machine, all at once) or debug (in this process; pdb on an error)."),
+    executor_config: Optional[Path] = typer.Option(None, "--executor-config", help="YAML of resource settings: defaults: and methods: {<method>: ...}."),
+    partition: Optional[str] = typer.Option(None, "--partition", help="Slurm partition."),
+    gpus_per_node: Optional[int] = typer.Option(None, "--gpus-per-node", help="GPUs per task."),
+    cpus_per_task: Optional[int] = typer.Option(None, "--cpus-per-task", help="CPUs per task."),
+    mem_gb: Optional[float] = typer.Option(None, "--mem-gb", help="Memory per task (GiB)."),
+    timeout_min: Optional[int] = typer.Option(None, "--timeout-min", help="Wall-clock limit per attempt (minutes; default 60)."),
+    array_parallelism: Optional[int] = typer.Option(None, "--array-parallelism", help="Most tasks of one array running at once (default 16)."),
+    max_requeues: Optional[int] = typer.Option(None, "--max-requeues", help="Requeues of a preempted or timed-out task (default 3)."),
+    slurm_extra: Optional[List[str]] = typer.Option(None, "--slurm-extra", help="Further sbatch option KEY=VALUE (repeatable), e.g. qos=high."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Write the sbatch scripts, submit nothing."),
+    wait: bool = typer.Option(False, "--wait", help="Follow the submitted tasks to the end (progress bar and summary)."),
 ):
     """Train, predict, score and record every (method, dataset, subject, seed) cell; finished cells are skipped."""
     from bench.datasets import resolve_datasets
@@ -137,6 +149,20 @@ def run(
         cells = plan_cells(refs, datasets, subj, seed_list, profile, scale, {}, data_root) + cells if refs else cells
     rdir = runs_dir(runs)
     _check_folders(rdir, out if leaderboard else None, datasets, data_root, scale)
+    if executor != "inline" or dry_run or wait:
+        from bench.executors import run_executor_command
+
+        flags = dict(partition=partition, gpus_per_node=gpus_per_node, cpus_per_task=cpus_per_task, mem_gb=mem_gb,
+                     timeout_min=timeout_min, array_parallelism=array_parallelism, max_requeues=max_requeues)
+        n_failed = run_executor_command(cells, kind=executor, runs=rdir, data_root=data_root, device=device,
+                                        overwrite=overwrite, config_path=executor_config, flags=flags,
+                                        slurm_extra=slurm_extra, dry_run=dry_run, wait=wait, reuse_stale=reuse_stale,
+                                        progress=sys.stderr.isatty(), echo=_echo_line)
+        if leaderboard and wait and not dry_run:
+            _write_leaderboards(rdir, out)
+        if n_failed:
+            raise typer.Exit(1)
+        return
     from tqdm.auto import tqdm
 
     try:
@@ -226,6 +252,44 @@ def _write_leaderboards(rdir: Path, out: Path) -> None:
         raise BenchError(f"no run records under {rdir}; run `bench run` first")
     for path in write_leaderboards(records, out):
         typer.echo(f"wrote {path}")
+
+
+@app.command("status")
+def status_cmd(
+    method: Optional[str] = typer.Option(None, "--method", "-m", help="With --dataset: list the planned cells, missing ones included."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name, comma list, or group."),
+    subjects: Optional[str] = typer.Option(None, "--subjects", help="Comma-separated subjects (default: all)."),
+    seeds: str = typer.Option("0", "--seeds", help="Comma-separated seeds."),
+    profile: str = typer.Option("tiny", "--profile", help="tiny or paper."),
+    scale: str = typer.Option("default", "--scale", help="Simulated datasets only: default or paper sizes."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Method parameter override KEY=VALUE, as given to run."),
+    grid: Optional[List[str]] = typer.Option(None, "--grid", help="KEY=V1,V2, as given to run."),
+    runs: Optional[Path] = RunsDir,
+    data_root: Optional[Path] = DataRoot,
+):
+    """Done / running / failed / missing / stale cells, from the files under the runs folder alone."""
+    from bench.runner import runs_dir
+    from bench.status import plan_status, scan, summary_line
+
+    rdir = runs_dir(runs)
+    if (method is None) != (dataset is None):
+        raise BenchError("bench status: give both --method and --dataset (to list planned cells) or neither (to list the runs folder)")
+    if method:
+        from bench.datasets import resolve_datasets
+        from bench.runner import plan_cells
+        from methods import METHODS
+
+        subj = [s.strip() for s in subjects.split(",")] if subjects else None
+        cells = plan_cells(METHODS.resolve_many(method), resolve_datasets(dataset, data_root), subj, _parse_seeds(seeds),
+                           profile, scale, _parse_sets(set_), data_root, grid=_parse_grid(grid))
+        rows = plan_status(cells, rdir, data_root)
+    else:
+        rows = scan(rdir)
+    from tabulate import tabulate
+
+    if rows:
+        typer.echo(tabulate([[r.state, r.cell, r.detail] for r in rows], headers=["state", "cell", "detail"]))
+    typer.echo(f"{summary_line(rows)} (runs folder {rdir})")
 
 
 @app.command()

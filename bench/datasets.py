@@ -144,7 +144,12 @@ class Dataset:
                 f"dataset {self.name} is not prepared under {data_root(root)}; "
                 f"run `{self.spec.get('prepare', f'bench data prepare {self.name}')}`"
             )
-        return self.generate(root, scale, params)
+        # Many processes (Slurm tasks) may need the same sim data at once: one generates, the rest wait.
+        from bench.io import once_under_lock
+
+        once_under_lock(folder.parent / f".{folder.name}.lock", lambda: (folder / "manifest.json").exists(),
+                        lambda: self.generate(root, scale, params))
+        return folder
 
     def check_scale(self, scale: str) -> None:
         """An unknown --scale is an error before any work (real datasets accept only "default")."""

@@ -105,3 +105,37 @@ def write_npz(target: Path, **arrays: np.ndarray) -> None:
     with atomic_path(target) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock (``fcntl.flock``) on ``path`` (created if missing) for the block.
+
+    For first-use work shared by many processes (Slurm tasks on one runs folder and data root): the
+    others block until the holder leaves the block or dies (the kernel drops a dead process's lock).
+    The lock file itself is left in place; it holds nothing.
+    """
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def once_under_lock(lock: Path, ready, make):
+    """``make()`` unless ``ready()`` says the work is done, under ``lock``; return ``make()``'s result or None.
+
+    ``ready`` is checked before taking the lock (the common, already-done case costs no waiting) and
+    again after acquiring it, since another process may have finished the work while this one waited.
+    """
+    if ready():
+        return None
+    with file_lock(lock):
+        if ready():
+            return None
+        return make()

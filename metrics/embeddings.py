@@ -140,19 +140,28 @@ def _read_npz(path: Path) -> dict[str, np.ndarray] | None:
 
 def reference_embeddings(split, net: Network, *, batch_size: int | None = None, root=None) -> dict[str, np.ndarray]:
     """Outputs for the audio each sample of ``split`` heard (per sample, in order), from the feature cache."""
-    from bench.io import write_npz
+    from bench.io import file_lock, write_npz
 
     clips = np.asarray(split.unique_clips(), dtype=np.int64)
     path = feature_path(split, net, clips, root)
     meta = _meta(split, net)
-    stored = _read_npz(path)
-    if stored is not None and np.array_equal(stored.get("clip_index"), clips) and \
-            json.loads(str(stored.get("meta", np.array("{}")))) == meta:
-        data = {k: v for k, v in stored.items() if k not in ("clip_index", "meta")}
-    else:
-        audio = np.asarray(split.clips.audio[clips], dtype=np.float32)
-        data = embed_audio(net, audio, batch_size=batch_size)
-        write_npz(path, clip_index=clips, meta=np.array(json.dumps(meta, sort_keys=True)), **data)
+
+    def cached():
+        stored = _read_npz(path)
+        if stored is not None and np.array_equal(stored.get("clip_index"), clips) and \
+                json.loads(str(stored.get("meta", np.array("{}")))) == meta:
+            return {k: v for k, v in stored.items() if k not in ("clip_index", "meta")}
+        return None
+
+    data = cached()
+    if data is None:
+        # Concurrent cells (Slurm tasks) share the cache: one computes it, the others wait and read it.
+        with file_lock(path.with_name(f".{path.name}.lock")):
+            data = cached()
+            if data is None:
+                audio = np.asarray(split.clips.audio[clips], dtype=np.float32)
+                data = embed_audio(net, audio, batch_size=batch_size)
+                write_npz(path, clip_index=clips, meta=np.array(json.dumps(meta, sort_keys=True)), **data)
     rows = np.searchsorted(clips, np.asarray(split.clip_index, dtype=np.int64))
     return _select(data, rows)
 
