@@ -456,7 +456,7 @@ def submit_cells(
 def _current_record(path: Path) -> bool:
     """Whether the record at ``path`` is readable and made by today's code (a task would skip its cell)."""
     from bench.records import load_record
-    from bench.status import is_stale
+    from bench.runner import is_stale
 
     try:
         return not is_stale(load_record(path))

@@ -200,7 +200,7 @@ def _run_cell(cell: Cell, *, runs: Path, data_root, device: str, overwrite: bool
             record = load_record(path)
         except BenchError as exc:
             raise BenchError(f"{exc} (or pass --overwrite)") from None
-        if record_fingerprint(record) == code["fingerprint"]:
+        if not is_stale(record):
             return CellOutcome(cell, "skipped", path, record)
         if reuse_stale:
             return CellOutcome(cell, "stale", path, record)
@@ -325,6 +325,20 @@ def score_reconstruction(rec, test, method, *, device: str = "cpu", embeddings_p
 def record_fingerprint(record: dict) -> str | None:
     """The code fingerprint a record was computed with (None for records older than fingerprints)."""
     return (record.get("code") or {}).get("fingerprint")
+
+
+def is_stale(record: dict) -> bool:
+    """Whether a record was made by code other than today's: the rule ``run_cell`` applies before reusing it (no
+    code fingerprint, or another than ``bench.fingerprint.current(method)``). External reconstructions
+    (``bench score``) are never stale."""
+    from bench import fingerprint
+
+    if record.get("external"):
+        return False
+    try:
+        return record_fingerprint(record) != fingerprint.current(record.get("config", {}).get("method"))
+    except BenchError:  # a method no longer registered: its records cannot be current
+        return True
 
 
 def _check_reconstruction(rec, test, cell: Cell) -> None:

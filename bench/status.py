@@ -5,7 +5,7 @@ whose record would be ``<stem>.json`` (``bench.records.record_path``) the files 
 (see ``bench.executors``):
 
 - done: ``<stem>.json`` exists and is current;
-- stale: ``<stem>.json`` exists but was made by other code (``is_stale``);
+- stale: ``<stem>.json`` exists but was made by other code (``bench.runner.is_stale``);
 - running: ``<stem>.running`` was rewritten by a live task less than ``ALIVE_S`` seconds ago;
 - failed: ``<stem>.error`` exists (the last attempt raised): message, node, attempt, traceback file;
 - missing: none of these; the detail says whether it was submitted (``<stem>.submitted``), interrupted
@@ -29,27 +29,6 @@ def alive_s() -> float:
     from bench.executors import HEARTBEAT_S
 
     return 3 * HEARTBEAT_S + 10
-
-
-def is_stale(record: dict) -> bool:
-    """Whether a record was made by code other than today's.
-
-    True when the record carries a code fingerprint (``record["code"]["fingerprint"]``) and it differs
-    from ``bench.fingerprint.current(method)`` for the record's method (``record["method"]``, else
-    ``record["config"]["method"]``). False when the record has no fingerprint or when the module
-    ``bench.fingerprint`` does not exist (records and code cannot be compared yet).
-    """
-    stored = (record.get("code") or {}).get("fingerprint") if isinstance(record.get("code"), dict) else None
-    if not stored:
-        return False
-    import importlib
-
-    try:
-        fingerprint = importlib.import_module("bench.fingerprint")
-    except ImportError:
-        return False
-    method = record.get("method") or record.get("config", {}).get("method")
-    return stored != fingerprint.current(method)
 
 
 @dataclass
@@ -97,8 +76,10 @@ def cell_status(record_path: Path, label: str | None = None, now: float | None =
         c = record["config"]
         if label is None or label == str(record_path):
             label = f"{c['method']} {c['dataset']} sub-{c['subject']} seed {c['seed']} ({c['profile']})"
+        from bench.runner import is_stale
+
         if is_stale(record):
-            return CellStatus("stale", label, record_path, "made by other code than today's; rerun with --overwrite")
+            return CellStatus("stale", label, record_path, "made by other code than today's; `bench run` recomputes it")
         return CellStatus("done", label, record_path, f"{record.get('timing', {}).get('wall_s', '?')} s")
     if running is not None:
         beat = running.get("heartbeat") or files["running"].stat().st_mtime

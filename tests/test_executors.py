@@ -133,7 +133,6 @@ def test_local_executor_reports_a_failing_cell(tiny_catalogue, tmp_path):
 
 def test_status_from_files(tiny_catalogue, tmp_path, monkeypatch):
     """done / running / missing (interrupted, checkpoint) / stale, with no scheduler asked."""
-    import types
 
     from bench import status
     from bench.executors import side_files
@@ -145,8 +144,11 @@ def test_status_from_files(tiny_catalogue, tmp_path, monkeypatch):
     cells = plan_cells(["lir"], ["tiny-sound"], ["sim01"], [0, 1, 2, 3], "tiny")
     paths = [record_path(runs, resolve_config(c)) for c in cells]
     config = resolve_config(cells[0])
+    from bench import fingerprint
+
     record = {"schema": 1, "key": config_hash(config)[:12], "config": config, "config_hash": config_hash(config),
-              "metrics": {}, "provenance": {}, "timing": {"wall_s": 1.0}}
+              "metrics": {}, "provenance": {}, "timing": {"wall_s": 1.0},
+              "code": {"fingerprint": fingerprint.current("lir")}}
     write_json(paths[0], record)
     now = time.time()
     write_json(side_files(paths[1])["running"], {"node": "n1", "job_id": "7_1", "attempt": 2, "started": now, "heartbeat": now})
@@ -161,18 +163,16 @@ def test_status_from_files(tiny_catalogue, tmp_path, monkeypatch):
     assert rows[3].detail == "no record"
     assert [r.state for r in status.scan(runs)] == ["done", "running", "missing"]
 
-    # is_stale: no bench.fingerprint module, or no fingerprint in the record -> not stale
-    fake = types.ModuleType("bench.fingerprint")
-    fake.current = lambda method: "new"
-    monkeypatch.setitem(sys.modules, "bench.fingerprint", fake)
-    assert status.is_stale({**record, "code": {"fingerprint": "old"}})
-    assert not status.is_stale({**record, "code": {"fingerprint": "new"}})
-    assert not status.is_stale(record)
+    from bench.runner import is_stale
+
+    # is_stale: the rule bench run applies (other fingerprint, or none, is stale; external records never are)
+    monkeypatch.setattr(fingerprint, "current", lambda method: "new")
+    assert is_stale({**record, "code": {"fingerprint": "old"}})
+    assert not is_stale({**record, "code": {"fingerprint": "new"}})
+    assert is_stale({k: v for k, v in record.items() if k != "code"})
+    assert not is_stale({**record, "external": True})
     write_json(paths[0], {**record, "code": {"fingerprint": "old"}})
     assert status.plan_status(cells[:1], runs)[0].state == "stale"
-    monkeypatch.delitem(sys.modules, "bench.fingerprint")
-    monkeypatch.setitem(sys.modules, "bench.fingerprint", None)  # import fails
-    assert not status.is_stale({**record, "code": {"fingerprint": "old"}})
 
 
 def test_status_command(tiny_catalogue, tmp_path):

@@ -25,7 +25,8 @@ TOOLKIT = {
 }
 HARNESS = {
     "bench.cli", "bench.runner", "bench.leaderboard", "bench.check", "bench.weights_cli", "bench.records",
-    "bench.provenance", "bench.fingerprint", "bench.report", "bench.rescore", "bench.score",
+    "bench.provenance", "bench.fingerprint", "bench.report", "bench.rescore", "bench.score", "bench.executors",
+    "bench.status",
 }
 
 

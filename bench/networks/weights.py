@@ -394,11 +394,17 @@ def sha256_of(path: Path, fresh: bool = False) -> str:
         return disk[skey]
     digest = sha256_file(path)
     _MEMO[key] = digest
-    disk[skey] = digest
     try:
-        from bench.io import write_json
+        from bench.io import file_lock, write_json
 
-        write_json(cache_path, disk)
+        # Many processes (Slurm tasks) share the cache: re-read it under the lock so no entry is lost.
+        with file_lock(cache_path.with_name(".sha256-cache.json.lock")):
+            try:
+                disk = json.loads(cache_path.read_text())
+            except (OSError, ValueError):
+                disk = {}
+            disk[skey] = digest
+            write_json(cache_path, disk)
     except OSError:
         pass  # an unwritable cache only costs re-hashing
     return digest
