@@ -163,7 +163,6 @@ def run(
         if n_failed:
             raise typer.Exit(1)
         return
-    from tqdm.auto import tqdm
 
     try:
         summary = run_cells(cells, runs=rdir, data_root=data_root, device=device, overwrite=overwrite,

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from bench.data import (
     FORMAT_VERSION, ClipTable, Split, data_root, manifest_format, prepared_dir, read_clips, read_manifest, read_split,

@@ -29,13 +29,13 @@ import os
 import shutil
 import socket
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from bench.errors import BenchError
+from bench.runner import Periodic
 
 log = logging.getLogger("bench.executors")
 
@@ -197,34 +197,23 @@ def side_files(record_path: Path) -> dict[str, Path]:
     }
 
 
-class _Heartbeat:
+class _Heartbeat(Periodic):
     """Writes the .running marker now and every ``HEARTBEAT_S`` seconds until stopped, then removes it."""
+
+    interval = HEARTBEAT_S
 
     def __init__(self, path: Path, info: dict):
         self.path, self.info = path, info
-        self._stop = threading.Event()
 
-    def _beat(self):
+    def tick(self):
         from bench.io import write_json
 
-        write_json(self.path, {**self.info, "heartbeat": time.time()})
+        try:
+            write_json(self.path, {**self.info, "heartbeat": time.time()})
+        except OSError:
+            pass  # a full disk must not kill the cell; status will call the marker old
 
-    def _run(self):
-        while not self._stop.wait(HEARTBEAT_S):
-            try:
-                self._beat()
-            except OSError:
-                pass  # a full disk must not kill the cell; status will call the marker old
-
-    def __enter__(self):
-        self._beat()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+    def finish(self):
         self.path.unlink(missing_ok=True)
 
 

@@ -130,13 +130,43 @@ def warnings_line(records: list[dict]) -> str | None:
             "details in each record's \"warnings\"")
 
 
-class PeakMemory:
+class Periodic:
+    """A block during which ``tick()`` runs at its start, every ``interval`` seconds, and at its end, in a thread.
+
+    Subclasses implement ``tick``; ``finish`` runs once after the last tick (e.g. to remove a marker file)."""
+
+    interval: float = 1.0
+
+    def tick(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        pass
+
+    def _loop(self):
+        while not self._stop.wait(self.interval):
+            self.tick()
+
+    def __enter__(self):
+        self._stop = threading.Event()
+        self.tick()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.tick()
+        self.finish()
+
+
+class PeakMemory(Periodic):
     """Peak resident memory of this process during a block, sampled every 20 ms (MiB)."""
 
     def __init__(self, interval: float = 0.02):
         self.interval = interval
         self.peak_mb = 0.0
-        self._stop = threading.Event()
 
     @staticmethod
     def rss_mb() -> float:
@@ -148,20 +178,7 @@ class PeakMemory:
 
             return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak_mb = max(self.peak_mb, self.rss_mb())
-            self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self.peak_mb = self.rss_mb()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+    def tick(self) -> None:
         self.peak_mb = max(self.peak_mb, self.rss_mb())
 
 
