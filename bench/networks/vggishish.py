@@ -56,6 +56,21 @@ class VGGishishConfig:
         return (self.widths[-1], PARK_MEL["n_mels"] // 16, frames // 16)
 
 
+def loop_to_window(audio: np.ndarray, sr: int = 16_000, seconds: float = WINDOW_SECONDS) -> np.ndarray:
+    """This suite's adaptation of clips shorter than the 4-s window (Brain2Music 1.5 s, Brain2Speech 2 s): each clip
+    (n, samples) is repeated end to end and cut to ``seconds`` (a 4-s clip is returned unchanged). Clips longer than
+    the window cannot be served (Park et al.'s networks see one 4-s window): a one-line error."""
+    x = np.asarray(audio, dtype=np.float32)
+    length = int(round(seconds * sr))
+    if x.ndim != 2 or x.shape[1] < 1:
+        raise BenchError(f"audio must be (n, samples) with samples > 0, got shape {x.shape}")
+    if x.shape[1] > length:
+        raise BenchError(f"clips of {x.shape[1] / sr:g} s are longer than Park et al.'s {seconds:g}-s window; cut them into "
+                         f"windows of at most {seconds:g} s (clip_seconds in datasets.yaml)")
+    reps = -(-length // x.shape[1])
+    return np.ascontiguousarray(np.tile(x, (1, reps))[:, :length])
+
+
 def park_mel(audio: np.ndarray, sr: int = 16_000, seconds: float = WINDOW_SECONDS, crop: int | None = WINDOW_FRAMES) -> np.ndarray:
     """SpecVQGAN's [0, 1] log-mel: audio (n, samples) at ``sr`` -> (n, 80, frames) float32.
 
