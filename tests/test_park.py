@@ -46,16 +46,16 @@ def _arch():
 
 
 def test_published_layouts_key_counts_and_sizes():
-    vnet = V.build_vggishish()
+    with torch.device("meta"):  # shapes only, no memory
+        vnet = V.build_vggishish()
+        g = M.build_melgan().state_dict()
+        sd = S.build_net2net().state_dict()
     keys = list(vnet.state_dict())
     assert len(keys) == 32 and {k.rsplit(".", 2)[0] for k in keys} == {"features", "classifier"}
     assert sorted({int(k.split(".")[1]) for k in keys if k.startswith("features")}) == list(V.CONV_INDICES)
     assert V.VGGishishConfig().conv5_3_shape() == (512, 5, 21)
-    g = M.build_melgan().state_dict()
     assert len(g) == 126 and sum(v.numel() for v in g.values()) == 4_266_050
     assert {k.rsplit(".", 1)[1] for k in g} == {"bias", "weight_g", "weight_v"}
-    with torch.device("meta"):
-        sd = S.build_net2net().state_dict()
     prefixes = {k.split(".", 1)[0] for k in sd}
     assert prefixes == {"transformer", "first_stage_model", "first_stage_permuter"}
     attn = sorted({k.rsplit(".", 2)[0] for k in sd if ".attn" in k and k.startswith("first_stage_model") and k.endswith("q.weight")})
