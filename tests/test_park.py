@@ -216,6 +216,20 @@ def test_melgan_vocoder_path(tiny_catalogue, fake_weights):
     assert r.audio.shape == (test.n_samples, 32000) and np.isfinite(r.audio).all()
 
 
+def test_run_cell_records_identification_and_leaderboard_note(tiny_catalogue, fake_weights, tmp_path):
+    from bench.leaderboard import build_tables
+    from bench.runner import Cell, run_cell
+
+    cell = Cell("park", "tiny-speech", "sim01", 0, "paper", overrides=(("vocoder", "griffin-lim"), ("top_k", 8)))
+    out = run_cell(cell, runs=tmp_path / "runs", metrics=["pcc", "ident"])
+    assert out.status == "done"
+    ident = out.record["metrics"]["ident:conv5_3"]
+    assert ident["status"] == "ok" and 0.0 <= ident["value"] <= 1.0 and ident["extra"]["chance"] == 0.5
+    assert out.record["method_info"]["adaptation"].startswith("2-s clips looped to 4 s")
+    md = next(iter(build_tables([out.record]).values()))
+    assert "Park et al. has a reported row only for Brain2Sound (Table 1)" in md
+
+
 def test_bad_settings_are_one_line_errors(tiny_catalogue, fake_weights, tmp_path, monkeypatch):
     from methods.park import Park
 
