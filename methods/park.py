@@ -75,8 +75,8 @@ def load_networks(backbone: str, *, vocoder: str, device: str, sim_seed: int = 0
     if backbone == "sim":
         from bench.networks.park_sim import sim_weights
 
-        folder, entries = sim_weights(int(sim_seed), device)
-        paths = {name: folder / e["file"] for name, e in entries.items()}
+        folder, entries = sim_weights(int(sim_seed))
+        paths = {name: folder / e["file"] for name, e in entries.items() if name in ENTRIES}
         arch = {name: e["arch"] for name, e in entries.items()}
         key, weights = f"park-sim-{folder.name}", "simulator-trained"
     elif backbone == "pretrained":

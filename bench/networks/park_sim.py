@@ -180,8 +180,9 @@ def sim_folder(seed: int) -> Path:
     return base / "sim" / f"park-s{int(seed)}-{config_digest()}"
 
 
-def sim_weights(seed: int, device: str = "cpu") -> tuple[Path, dict[str, dict]]:
-    """(folder, entries) of the simulator-trained networks for ``seed``, training them once if absent (atomically)."""
+def sim_weights(seed: int) -> tuple[Path, dict[str, dict]]:
+    """(folder, entries) of the simulator-trained networks for ``seed``, training them once if absent (atomically,
+    on the CPU, so the files depend only on the seed and the configuration)."""
     from bench.io import atomic_dir, read_json, write_json
 
     folder = sim_folder(seed)
@@ -189,7 +190,7 @@ def sim_weights(seed: int, device: str = "cpu") -> tuple[Path, dict[str, dict]]:
     if not manifest.is_file():
         folder.parent.mkdir(parents=True, exist_ok=True)
         with atomic_dir(folder) as tmp:
-            entries = train(Path(tmp), int(seed), "cpu" if str(device).startswith("cpu") else device)
+            entries = train(Path(tmp), int(seed), "cpu")  # CPU whatever the cell's device: same seed, same files
             write_json(Path(tmp) / "manifest.json", {"seed": int(seed), "digest": config_digest(), "entries": entries})
     data = read_json(manifest, "simulator Park weights manifest")
     return folder, data["entries"]
