@@ -261,8 +261,10 @@ class Park(Method):
         codes = S.sample_codes(net, cond, top_k=top_k, temperature=float(self.temperature), generator=gen,
                                batch_size=self.batch_size, device=self.device_)
         mel01 = (S.decode_codes(net, codes, device=self.device_) + 1.0) / 2.0  # (u, 80, 336) in [0, 1]
+        from bench.networks.vggishish import WINDOW_SECONDS
+
         n_samples = test.clips.audio.shape[1]
-        window = int(round(4.0 * 16_000))
+        window = int(round(WINDOW_SECONDS * 16_000))  # the 4-s audio of a window, cut back to the clip below
         mel = None
         if self.vocoder == "melgan":
             audio_u = self.networks_.melgan.mel_to_audio(mel01, window)

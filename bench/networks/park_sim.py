@@ -4,7 +4,9 @@
 ``bench.simulate.fresh_clips`` of all three kinds (each looped to the 4-s window, as the method does):
 
 1. a VGGishish classifier over the simulator's labels ("kind:label", 16 classes), with per-bin mel statistics;
-2. a VQ codebook (the SpecVQGAN autoencoder at small widths) on the same [0, 1] mels mapped to [-1, 1];
+2. a VQ codebook (the SpecVQGAN autoencoder at small widths) on the same [0, 1] mels mapped to [-1, 1], started as a
+   pooling autoencoder (:func:`init_codebook_as_pooling`) with codes at random training latents, its output head
+   and codes trained;
 3. a GPT on the codebook's codes (column-major) conditioned on the classifier's conv5_3 of the same clips;
 
 and saves them in the real files' layouts (``vggishish16.pt`` with ``'model'``, the stats text file, the codebook's
@@ -36,14 +38,14 @@ codebook's, which its checkpoint embeds)."""
 TRAINING = {
     "clips": {"sound": 96, "music": 24, "speech": 16},
     "vggishish": {"epochs": 5, "batch_size": 8, "lr": 1e-3},
-    "codebook": {"epochs": 4, "batch_size": 16, "lr": 3e-3},
-    "transformer": {"epochs": 30, "batch_size": 32, "lr": 3e-3},
+    "codebook": {"epochs": 2, "batch_size": 16, "lr": 1e-2},
+    "transformer": {"epochs": 120, "batch_size": 32, "lr": 3e-3},
 }
 
 
 def config_digest() -> str:
     """Hash of everything that decides the trained files (architectures, training settings, format version)."""
-    blob = json.dumps({"arch": SIM_ARCH, "training": TRAINING, "version": 1}, sort_keys=True)
+    blob = json.dumps({"arch": SIM_ARCH, "training": TRAINING, "version": 2}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -61,11 +63,44 @@ def _clips(seed: int):
     return np.concatenate(audio), np.array([names.index(s) for s in labels], dtype=np.int64), names
 
 
-def _loop(model, loss_fn, n: int, settings: dict, seed: int, device: str):
+def _loop(model, loss_fn, n: int, settings: dict, seed: int, device: str, params=None):
     from bench.training import TrainConfig, fit_model
 
     cfg = TrainConfig(epochs=settings["epochs"], batch_size=settings["batch_size"], lr=settings["lr"], weight_decay=0.0)
-    return fit_model(model, loss_fn, np.arange(n), np.arange(0), cfg, device=device, seed=seed, tag="park-sim")
+    return fit_model(model, loss_fn, np.arange(n), np.arange(0), cfg, device=device, seed=seed, tag="park-sim", params=params)
+
+
+def init_codebook_as_pooling(vq) -> None:
+    """Start the codebook as a pooling autoencoder, so a few CPU epochs suffice (from torch's default initialisation
+    its quantised latent carries nothing for dozens of epochs): every residual branch (conv2) and attention output
+    (proj_out) is zero, so each block is the identity; convolutions that change the channel count average over
+    input channels at their centre tap; downsampling convs are 2 x 2 averages and upsampling convs identities.
+    The encoder then gives each 16 x 16 patch's (normalised) level, the decoder spreads it back."""
+    import torch
+    import torch.nn as nn
+
+    with torch.no_grad():
+        for name, m in vq.named_modules():
+            if not isinstance(m, nn.Conv2d):
+                continue
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf in ("conv2", "proj_out"):
+                m.weight.zero_()
+                m.bias.zero_()
+                continue
+            if leaf in ("q", "k", "v"):
+                continue
+            c_out, c_in, kh, kw = m.weight.shape
+            m.weight.zero_()
+            m.bias.zero_()
+            if ".downsample." in f".{name}.":  # 3 x 3 stride 2 on (0, 1, 0, 1) padding: taps (0..1, 0..1) = 2 x 2 mean
+                for c in range(c_out):
+                    m.weight[c, c, :2, :2] = 0.25
+            elif c_out == c_in and leaf in ("quant_conv", "post_quant_conv", "conv", "conv1", "nin_shortcut"):
+                for c in range(c_out):
+                    m.weight[c, c, kh // 2, kw // 2] = 1.0
+            else:
+                m.weight[:, :, kh // 2, kw // 2] = 1.0 / c_in
 
 
 def train(out_dir: Path, seed: int, device: str = "cpu") -> dict[str, dict]:
@@ -111,26 +146,24 @@ def train(out_dir: Path, seed: int, device: str = "cpu") -> dict[str, dict]:
         ccfg = S.CodebookConfig.from_arch(SIM_ARCH["specvqgan-codebook"])
         vq = S.build_codebook(ccfg).to(dev)
         x_cb = torch.from_numpy(mel01 * 2.0 - 1.0)[:, None].to(dev)
-        used = torch.zeros(ccfg.n_embed, dtype=torch.bool)
         gen = torch.Generator().manual_seed(seed + 2)
+        init_codebook_as_pooling(vq)
+        with torch.no_grad():  # codes start at latents of random training patches
+            z = torch.cat([vq.quant_conv(vq.encoder(x_cb[i : i + 32])) for i in range(0, n, 32)])
+            z = z.permute(0, 2, 3, 1).reshape(-1, ccfg.embed_dim)
+            vq.quantize.embedding.weight.copy_(z[torch.randperm(len(z), generator=gen)[: ccfg.n_embed].to(dev)])
 
         def vq_loss(m, idx, training):
-            rec, qloss, codes = m(x_cb[idx])
-            if training:
-                used[codes.flatten().unique().cpu()] = True
+            rec, qloss, _ = m(x_cb[idx])
             return F.l1_loss(rec, x_cb[idx]) + F.mse_loss(rec, x_cb[idx]) + qloss
 
-        settings = dict(TRAINING["codebook"])
-        for epoch in range(settings["epochs"]):
-            _loop(vq, vq_loss, n, {**settings, "epochs": 1}, seed + 10 + epoch, device)
-            if epoch < settings["epochs"] - 1 and not bool(used.all()):
-                with torch.no_grad():
-                    pick = torch.randperm(n, generator=gen)[:16]
-                    z = vq.quant_conv(vq.encoder(x_cb[pick])).permute(0, 2, 3, 1).reshape(-1, ccfg.embed_dim)
-                    dead = torch.nonzero(~used).flatten()
-                    rows = torch.randint(len(z), (len(dead),), generator=gen)
-                    vq.quantize.embedding.weight[dead.to(dev)] = z[rows.to(dev)]
-            used[:] = False
+        # Only the output head (decoder.norm_out, decoder.conv_out) and the codes learn: training the whole network
+        # at CPU-affordable step counts destroys the pooling structure before it improves on it.
+        head = [p for name, p in vq.named_parameters() if name.startswith(("decoder.norm_out", "decoder.conv_out", "quantize."))]
+        vq.requires_grad_(False)
+        for p in head:
+            p.requires_grad_(True)
+        _loop(vq, vq_loss, n, TRAINING["codebook"], seed + 10, device, params=head)
         vq.eval()
         with torch.no_grad():
             codes = torch.cat([vq.encode(x_cb[i : i + 32]) for i in range(0, n, 32)])  # (n, 5, 21)
