@@ -195,14 +195,15 @@ def test_method_serves_short_clips(tiny_catalogue, fake_weights, seconds):
     n_samples = int(seconds * 16000)
     assert train.clips.audio.shape[1] == n_samples
     params = {"backbone": "pretrained", "vocoder": "griffin-lim", "top_k": 8, "griffin_lim_iters": 2}
-    a = Park.from_profile("paper", params).fit(train, random_state=1).predict(test)
-    b = Park.from_profile("paper", params).fit(train, random_state=1).predict(test)
+    fitted = Park.from_profile("paper", params).fit(train, random_state=1)
+    a = fitted.predict(test)
     assert a.audio.shape == (test.n_samples, n_samples) and a.audio.dtype == np.float32 and np.isfinite(a.audio).all()
-    np.testing.assert_array_equal(a.audio, b.audio)
+    if seconds == 2.0:  # same seed, same audio (the sampler draws from a generator seeded by the cell's seed)
+        np.testing.assert_array_equal(a.audio, Park.from_profile("paper", params).fit(train, random_state=1).predict(test).audio)
     assert a.features["conv5_3"].shape == (test.n_samples, 4 * 5 * 21)
     assert a.info["adaptation"].startswith(f"{seconds:g}-s clips looped to 4 s")
     assert a.info["n_repetitions"] >= 1
-    truth = Park.from_profile("paper", params).fit(train).target_features(test)["conv5_3"]
+    truth = fitted.target_features(test)["conv5_3"]
     assert truth.shape == a.features["conv5_3"].shape
     assert np.isfinite(pairwise_identification(a.features["conv5_3"], truth)).all()
 
@@ -216,6 +217,7 @@ def test_melgan_vocoder_path(tiny_catalogue, fake_weights):
     assert r.audio.shape == (test.n_samples, 32000) and np.isfinite(r.audio).all()
 
 
+@pytest.mark.slow
 def test_run_cell_records_identification_and_leaderboard_note(tiny_catalogue, fake_weights, tmp_path):
     from bench.leaderboard import build_tables
     from bench.runner import Cell, run_cell

@@ -7,7 +7,8 @@
 2. a VQ codebook (the SpecVQGAN autoencoder at small widths) on the same [0, 1] mels mapped to [-1, 1], started as a
    pooling autoencoder (:func:`init_codebook_as_pooling`) with codes at random training latents, its output head
    and codes trained;
-3. a GPT on the codebook's codes (column-major) conditioned on the classifier's conv5_3 of the same clips;
+3. a GPT on the codebook's codes (column-major) conditioned on the classifier's conv5_3 of the same clips and of
+   ``gpt_extra_sound_clips`` more sound clips (from the stream of seed + 1);
 
 and saves them in the real files' layouts (``vggishish16.pt`` with ``'model'``, the stats text file, the codebook's
 and the transformer's Lightning ``state_dict``), so they load through the same strict loaders. No MelGAN is trained:
@@ -39,7 +40,8 @@ TRAINING = {
     "clips": {"sound": 96, "music": 24, "speech": 16},
     "vggishish": {"epochs": 5, "batch_size": 8, "lr": 1e-3},
     "codebook": {"epochs": 2, "batch_size": 16, "lr": 1e-2},
-    "transformer": {"epochs": 120, "batch_size": 32, "lr": 3e-3},
+    "transformer": {"epochs": 40, "batch_size": 32, "lr": 3e-3},
+    "gpt_extra_sound_clips": 320,
 }
 
 
@@ -111,6 +113,7 @@ def train(out_dir: Path, seed: int, device: str = "cpu") -> dict[str, dict]:
     from bench.networks import specvqgan as S
     from bench.networks import vggishish as V
     from bench.networks.weights import get_spec
+    from bench.simulate import fresh_clips
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -175,15 +178,25 @@ def train(out_dir: Path, seed: int, device: str = "cpu") -> dict[str, dict]:
         net = S.build_net2net(tcfg, ccfg).to(dev)
         net.first_stage_model.load_state_dict(vq.state_dict())
         net.first_stage_model.requires_grad_(False)
+        # The GPT also sees extra sound clips (its conditional mapping needs more examples than the other two
+        # networks, and each costs only a forward pass of VGGishish and the encoder).
+        extra = fresh_clips("sound", TRAINING["gpt_extra_sound_clips"], seed + 1)["audio"]
+        with torch.no_grad():
+            mel_x = V.park_mel(extra)
+            xs = torch.from_numpy((mel_x - mean[:, None]) / std[:, None]).to(dev)
+            xc = torch.from_numpy(mel_x * 2.0 - 1.0)[:, None].to(dev)
+            conv = torch.cat([conv] + [vnet.conv5_3(xs[i : i + 32]) for i in range(0, len(xs), 32)])
+            codes = torch.cat([codes] + [vq.encode(xc[i : i + 32]) for i in range(0, len(xc), 32)])
+        n_gpt = len(codes)
         cond = torch.from_numpy(S.conditioning_tokens(conv.cpu().numpy())).to(dev)
-        seq = net.first_stage_permuter(codes.reshape(n, -1))
+        seq = net.first_stage_permuter(codes.reshape(n_gpt, -1))
         n_cond = cond.shape[2]
 
         def gpt_loss(m, idx, training):
             logits = m.transformer(seq[idx, :-1], cond[idx])[:, n_cond - 1 :]
             return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), seq[idx].reshape(-1))
 
-        hist_t = _loop(net, gpt_loss, n, TRAINING["transformer"], seed + 4, device)
+        hist_t = _loop(net, gpt_loss, n_gpt, TRAINING["transformer"], seed + 4, device)
         S.save_lightning(out_dir / get_spec("park-conv5_3-transformer").file, net.state_dict())
 
     return {
