@@ -266,6 +266,9 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
     if reported:
         lines += ["", f"## Reported in the paper ({reported.get('table', '')}) {where}", ""]
         lines += _reported_table(reported, "Model (reported)", metric_spec)
+    if any(r["config"]["method"] == "park" for r in recs) and "Park et al." not in (reported or {}).get("rows", {}):
+        lines += ["", "Park et al. has a reported row only for Brain2Sound (Table 1); here it runs through this "
+                      "suite's adaptation (clips looped to its 4-s window), with nothing reported to compare with."]
 
     cuda = any((r.get("memory") or {}).get("cuda_peak_mb") is not None for r in recs)
 

@@ -44,6 +44,11 @@ _CHUNK_BYTES = 64 * 2**20
 # saves ~40% of the flops of X^T X (gemm does not exploit symmetry). Also the block of the mirror copy.
 _GRAM_BLOCK = 1024
 
+# SelectiveRidge: bytes of float64 selection statistics held per block of outputs, and the largest (V, V) Gram
+# computed once for all blocks.
+_SELECT_BYTES = 256 * 2**20
+_GRAM_ALL_BYTES = 2 * 2**30
+
 # fastl2lir treats voxels with np.var(X, axis=0) below this as constant (correlation 0).
 _FASTL2LIR_VAR_FLOOR = 1e-8
 
@@ -678,6 +683,10 @@ class SelectiveRidge:
         Outputs solved per batch; memory ~ chunk_outputs * n_feat^2 * (8 + 3 * itemsize) bytes.
     chunk_rows : int
         Rows of X and Y processed at once.
+    chunk_select : int or None
+        Outputs whose float64 selection statistics (16 V bytes each) are held at once; None: as many as fit in
+        256 MiB. When m exceeds it (and the (V, V) Gram fits in 2 GiB) the Gram of all voxels is computed once and
+        the outputs are selected and solved block by block, so memory stays flat in m.
 
     Attributes (after ``fit``)
     --------------------------
@@ -699,6 +708,7 @@ class SelectiveRidge:
         dtype: str = "float32",
         chunk_outputs: int = 32,
         chunk_rows: int = 4096,
+        chunk_select: int | None = None,
     ) -> None:
         self.alpha = alpha
         self.n_feat = n_feat
@@ -706,6 +716,7 @@ class SelectiveRidge:
         self.dtype = dtype
         self.chunk_outputs = chunk_outputs
         self.chunk_rows = chunk_rows
+        self.chunk_select = chunk_select
 
     def fit(self, X: Any, Y: Any) -> "SelectiveRidge":
         """Fit on X (n, V) and Y (n, m), float32 or float64 arrays/tensors. Returns self."""
@@ -727,51 +738,86 @@ class SelectiveRidge:
         f64 = torch.float64
         stage = _Stages(dev)
 
-        x_mean = _column_mean("X", Xt, dev)
+        x_mean, x_m2 = _column_stats("X", Xt, dev)
         y_mean, y_m2 = _column_stats("Y", Yt, dev)
         mu = x_mean.to(dt)
+        x_var = x_m2 / n
         stage("stats")
 
-        # Pass 1 over X: the statistics that rank the voxels (X^T Y, sum x^2) in float64 from the exact
-        # float64 copy of the chunk: float32 rounding would reorder near-ties in |corr| and select
-        # other voxels than fastl2lir.
-        C = torch.zeros(V, m, dtype=f64, device=dev)
-        x_sq = torch.zeros(V, dtype=f64, device=dev)
-        for r0, r1 in _row_chunks(n, rows):
-            X64 = _block(Xt, r0, r1, dev, f64)
-            x_sq += _sum_sq64(X64)
-            Y64 = _block(Yt, r0, r1, dev, f64)
-            stage("convert")
-            _addmm_(C, X64.T, Y64)
-            del X64, Y64
-            stage("xty")
-        # Centre in float64 (no cancellation issue at float64 for data means up to ~1e6 x std).
-        C -= n * x_mean[:, None] * y_mean[None, :]
-        x_m2 = (x_sq - n * x_mean.square()).clamp_min_(0.0)
-        x_var = x_m2 / n
+        # Output blocks: the float64 statistics that rank the voxels (X^T Y and the correlations) take 16 V bytes
+        # per output, 5.7 GB for Brain2Sound's 53,760 conv5_3 units. With many outputs they are built, used and
+        # dropped one block of outputs at a time, over a Gram of all V voxels computed once first (when it fits in
+        # _GRAM_ALL_BYTES; otherwise all outputs form one block and the Gram covers the union of their selections).
+        block = self.chunk_select or max(c_out, _SELECT_BYTES // (16 * V))
+        block = _positive_int("chunk_select", block)
+        itemsize = torch.finfo(dt).bits // 8
+        blocked = m > block and V * V * itemsize <= _GRAM_ALL_BYTES
+        if not blocked:
+            block = m
+        near_zero_all = bool((x_mean.square() <= x_var).all())
+        G = self._gram(Xt, None, x_mean, x_var, mu, near_zero_all, dev, dt, rows, stage) if blocked else None
 
-        # Pearson correlation from the same statistics (the n-1 factors cancel).
-        corr = C / (x_m2.sqrt()[:, None] * y_m2.sqrt()[None, :])
-        corr[x_var < _FASTL2LIR_VAR_FLOOR] = 0.0
-        corr[:, y_m2 == 0] = 0.0
-        corr = corr.abs_().nan_to_num_(0.0)
-        stage("corr")
+        g = n * alpha / (n + alpha)
+        W = torch.zeros(V, m, dtype=dt, device=dev)
+        b = torch.empty(m, dtype=f64, device=dev)
         selected = torch.empty(k, m, dtype=torch.int64, device=dev)
-        for j0 in range(0, m, c_out):
-            j1 = min(m, j0 + c_out)
-            selected[:, j0:j1] = torch.topk(corr[:, j0:j1], k, dim=0, largest=True, sorted=True).indices
-        del corr
-        # Pass 2: the Gram of the centred X over the union of the selected voxels only (all V when the
-        # selections cover them; far fewer on real data with tens of thousands of voxels, where the
-        # full (V, V) Gram would not fit in memory).
-        union = torch.unique(selected)
-        full = len(union) == V
-        stage("select")
-        # Where every selected voxel's mean is within one standard deviation of 0 (z-scored data), the
-        # uncentred Gram minus n mu mu^T loses at most a factor 2 in relative precision and needs no
-        # centred copy of X; raw voxels with large means are centred first.
-        near_zero_mean = bool((x_mean[union].square() <= x_var[union]).all())
-        G = torch.zeros(len(union), len(union), dtype=dt, device=dev)
+        for b0 in range(0, m, block):
+            b1 = min(m, b0 + block)
+            # The statistics that rank the voxels (X^T Y) in float64 from the exact float64 copy of each row chunk:
+            # float32 rounding would reorder near-ties in |corr| and select other voxels than fastl2lir.
+            C = torch.zeros(V, b1 - b0, dtype=f64, device=dev)
+            Yb = Yt[:, b0:b1]
+            for r0, r1 in _row_chunks(n, rows):
+                X64 = _block(Xt, r0, r1, dev, f64)
+                Y64 = _block(Yb, r0, r1, dev, f64)
+                stage("convert")
+                _addmm_(C, X64.T, Y64)
+                del X64, Y64
+                stage("xty")
+            # Centre in float64 (no cancellation issue at float64 for data means up to ~1e6 x std).
+            C -= n * x_mean[:, None] * y_mean[None, b0:b1]
+            # Pearson correlation from the same statistics (the n-1 factors cancel).
+            corr = C / (x_m2.sqrt()[:, None] * y_m2[b0:b1].sqrt()[None, :])
+            corr[x_var < _FASTL2LIR_VAR_FLOOR] = 0.0
+            corr[:, y_m2[b0:b1] == 0] = 0.0
+            corr = corr.abs_().nan_to_num_(0.0)
+            stage("corr")
+            for j0 in range(0, b1 - b0, c_out):
+                j1 = min(b1 - b0, j0 + c_out)
+                selected[:, b0 + j0 : b0 + j1] = torch.topk(corr[:, j0:j1], k, dim=0, largest=True, sorted=True).indices
+            del corr
+            stage("select")
+            if blocked:
+                union, full = None, True
+            else:
+                # The Gram over the union of the selected voxels only (all V when the selections cover them; far
+                # fewer on real data with tens of thousands of voxels, where the full (V, V) Gram would not fit).
+                union = torch.unique(selected[:, b0:b1])
+                full = len(union) == V
+                near_zero = bool((x_mean[union].square() <= x_var[union]).all())
+                G = self._gram(Xt, None if full else union, x_mean, x_var, mu, near_zero, dev, dt, rows, stage)
+            self._solve_block(G, C, selected, union, full, W, b, b0, b1, x_mean, y_mean, alpha, g, n, c_out, Xt, stage)
+            del C
+            if not blocked:
+                del G
+        self.coef_ = W.cpu().numpy()
+        self.intercept_ = b.to(dt).cpu().numpy()
+        self.selected_ = selected.cpu().numpy()
+        self.n_features_in_ = int(V)
+        self.timings_ = stage.seconds
+        return self
+
+    @staticmethod
+    def _gram(Xt, union, x_mean, x_var, mu, near_zero_mean, dev, dt, rows, stage) -> torch.Tensor:
+        """X^T X of the centred X over ``union`` (None: all voxels), both triangles, in ``dt``.
+
+        Where every voxel's mean is within one standard deviation of 0 (z-scored data), the uncentred Gram minus
+        n mu mu^T loses at most a factor 2 in relative precision and needs no centred copy of X; raw voxels with
+        large means are centred first."""
+        n, V = Xt.shape
+        full = union is None
+        size = V if full else len(union)
+        G = torch.zeros(size, size, dtype=dt, device=dev)
         view_only = near_zero_mean and full and Xt.dtype == dt and _on_cpu(Xt, dev)
         for r0, r1 in _row_chunks(n, n if view_only else rows):  # a view costs no memory: one syrk
             Xc = _block(Xt, r0, r1, dev, dt, None if near_zero_mean else mu)
@@ -782,30 +828,32 @@ class SelectiveRidge:
             del Xc
             stage("gram")
         if near_zero_mean:
-            mu_u = x_mean if full else x_mean[union]
-            mu_dt = mu_u.to(dt)
+            mu_dt = (x_mean if full else x_mean[union]).to(dt)
             G.addr_(mu_dt, mu_dt, alpha=-float(n))  # in place, no (V, V) temporary
         _mirror_upper_(G)
         stage("mirror")
+        return G
 
-        # With a ones column and alpha on the whole diagonal, eliminating the bias leaves
-        #   (M + g mu_I mu_I^T) w = c + g ybar mu_I,   M = Gc_II + alpha I,  c = Xc_I^T y,
-        #   g = n alpha / (n + alpha),                 b = n / (n + alpha) (ybar - mu_I . w),
-        # fastl2lir's augmented system. Sherman-Morrison keeps the rank-one mean term (huge for
-        # raw, uncentred voxels) out of the factorisation, so M is factorised in dt:
-        #   w = x_c + x_mu g (ybar - mu_I . x_c) / (1 + g mu_I . x_mu),  x_c = M^-1 c, x_mu = M^-1 mu_I.
-        g = n * alpha / (n + alpha)
-        W = torch.zeros(V, m, dtype=dt, device=dev)
-        b = torch.empty(m, dtype=f64, device=dev)
-        for j0 in range(0, m, c_out):
-            j1 = min(m, j0 + c_out)
+    @staticmethod
+    def _solve_block(G, C, selected, union, full, W, b, b0, b1, x_mean, y_mean, alpha, g, n, c_out, Xt, stage) -> None:
+        """Solve outputs b0:b1 (their X^T y in C (V, b1 - b0)), writing W[:, b0:b1] and b[b0:b1].
+
+        With a ones column and alpha on the whole diagonal, eliminating the bias leaves
+          (M + g mu_I mu_I^T) w = c + g ybar mu_I,   M = Gc_II + alpha I,  c = Xc_I^T y,
+          g = n alpha / (n + alpha),                 b = n / (n + alpha) (ybar - mu_I . w),
+        fastl2lir's augmented system. Sherman-Morrison keeps the rank-one mean term (huge for raw, uncentred
+        voxels) out of the factorisation, so M is factorised in G's dtype:
+          w = x_c + x_mu g (ybar - mu_I . x_c) / (1 + g mu_I . x_mu),  x_c = M^-1 c, x_mu = M^-1 mu_I."""
+        dt, dev = G.dtype, G.device
+        for j0 in range(b0, b1, c_out):
+            j1 = min(b1, j0 + c_out)
             idx = selected[:, j0:j1].T.sort(1).values  # (c, k); sorted rows make the gather cache-friendlier
             pos = idx if full else torch.searchsorted(union, idx.contiguous())  # rows / columns of G
             A = _gather_square(G, pos)  # (c, k, k) in dt: Gram of output j's voxels
             stage("gather")
             A.diagonal(dim1=-2, dim2=-1).add_(alpha)
             mu_i = x_mean[idx]  # (c, k) float64
-            cols = torch.arange(j0, j1, device=dev)
+            cols = torch.arange(j0 - b0, j1 - b0, device=dev)
             rhs = torch.stack([C[idx, cols[:, None]], mu_i], 2).to(dt)  # (c, k, 2)
             sol, bad = _cholesky_solve_batch(A, rhs)
             if bad is not None:
@@ -813,7 +861,7 @@ class SelectiveRidge:
                     f"X has shape {tuple(Xt.shape)} and the selected voxels' Gram matrix for output "
                     f"{j0 + bad} is singular at alpha={alpha:g}; expected alpha > 0"
                 )
-            sol = sol.to(f64)
+            sol = sol.to(torch.float64)
             del A
             x_c, x_mu = sol[:, :, 0], sol[:, :, 1]
             ybar = y_mean[j0:j1]
@@ -821,14 +869,6 @@ class SelectiveRidge:
             b[j0:j1] = (n / (n + alpha)) * (ybar - (mu_i * w).sum(1))
             W[:, j0:j1].scatter_(0, idx.T, w.T.to(dt))
             stage("solve")
-        del G, C
-
-        self.coef_ = W.cpu().numpy()
-        self.intercept_ = b.to(dt).cpu().numpy()
-        self.selected_ = selected.cpu().numpy()
-        self.n_features_in_ = int(V)
-        self.timings_ = stage.seconds
-        return self
 
     def predict(self, X: Any) -> np.ndarray:
         """Predictions (n, m) in ``dtype`` for X (n, V)."""

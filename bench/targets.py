@@ -36,3 +36,14 @@ def vocoder_mels(split) -> np.ndarray:
 
     return clip_targets(split, "vocoder_mel", vocoder_mel)
 
+
+def clip_view(split):
+    """A split-like view with one row per unique clip (what ``clip_targets`` needs), the unique clip indices (u,) and
+    each sample's row in them (n,)."""
+    from types import SimpleNamespace
+
+    unique = np.asarray(split.unique_clips(), dtype=np.int64)
+    view = SimpleNamespace(dataset=split.dataset, version=split.version, clips=split.clips, clip_index=unique,
+                           unique_clips=lambda: unique)
+    rows = np.searchsorted(unique, np.asarray(split.clip_index, dtype=np.int64))
+    return view, unique, rows

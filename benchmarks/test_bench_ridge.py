@@ -238,11 +238,11 @@ QUIET_WAIT = float(os.environ.get("BENCH_QUIET_WAIT", "300"))
 class _Child:
     """A child process that has generated its data and waits for "go"."""
 
-    def __init__(self, task: str, params: dict) -> None:
+    def __init__(self, task: str, params: dict, script: str = __file__) -> None:
         self.err = tempfile.TemporaryFile(mode="w+")
         env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, task, json.dumps(params)],
+            [sys.executable, script, task, json.dumps(params)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err, text=True, cwd=REPO, env=env,
         )
         line = self.proc.stdout.readline()
@@ -275,11 +275,11 @@ class _Child:
         self.err.close()
 
 
-def _run(benchmark, task: str, params: dict) -> dict:
+def _run(benchmark, task: str, params: dict, script: str = __file__) -> dict:
     holder: dict = {}
 
     def setup():
-        holder["child"] = _Child(task, params)
+        holder["child"] = _Child(task, params, script)
         holder["busy_before"] = _wait_quiet(QUIET_WAIT)
         return (), {}
 

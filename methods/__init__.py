@@ -25,6 +25,7 @@ METHODS.register("transformer", "methods.seq:Transformer")
 METHODS.register("c2f_decoder", "methods.c2f:C2FDecoder")
 METHODS.register("fine_ldm", "methods.ldm:FineLDM")
 METHODS.register("c2f_ldm", "methods.ldm:C2FLDM")
+METHODS.register("park", "methods.park:Park")
 METHODS.register("oracle", "methods.reference:Oracle")
 METHODS.register("chance", "methods.reference:Chance")
 

@@ -211,15 +211,6 @@ def load_backbones(kind: str, *, device: str, seed: int) -> Backbones:
                      {"audiomae": "random-init AudioMAEConfig.tiny()", "clap": "random-init tiny_config() 512-d"})
 
 
-def _clip_view(split):
-    """A split-like view with one row per unique clip (what ``clip_targets`` needs), and the sample -> row map."""
-    unique = np.asarray(split.unique_clips(), dtype=np.int64)
-    view = SimpleNamespace(dataset=split.dataset, version=split.version, clips=split.clips, clip_index=unique,
-                           unique_clips=lambda: unique)
-    rows = np.searchsorted(unique, np.asarray(split.clip_index, dtype=np.int64))
-    return view, unique, rows
-
-
 def n_patch_for(split, mae_config) -> int:
     """N_patch for the split's clip length (208 / 80 / 112 for 4 / 1.5 / 2 s), capped by the AudioMAE's grid."""
     from bench.fbank import n_patch_for_seconds
@@ -270,7 +261,7 @@ class AcousticStage:
         """s_gt: (n, 512) CLAP audio embeddings of the clips the samples heard."""
         from bench.networks.clap import prepare_waveform
 
-        view, _, rows = _clip_view(split)
+        view, _, rows = clip_view(split)
         clap = self.backbones.clap
         vals = clip_targets_(view, f"c2f-sgt-{self.backbones.clap_id}",
                              lambda a: clap.audio_embeddings(prepare_waveform(a, 16000), batch_size=16))
@@ -282,7 +273,7 @@ class AcousticStage:
         def compute(a):
             return mae.features(a, n_patch, batch_size=8).float().cpu().numpy()
 
-        view, unique, rows = _clip_view(split)
+        view, unique, rows = clip_view(split)
         return clip_targets_(view, f"c2f-cgt-{self.backbones.audiomae_id}-n{n_patch}", compute), rows
 
     def c_gt(self, split) -> np.ndarray:
@@ -299,7 +290,7 @@ class AcousticStage:
         def compute(a):
             return audiomae_input(repeat_to_seconds(a, CLIP_SECONDS), target_frames=img)[:, :frames].numpy()
 
-        view, _, rows = _clip_view(split)
+        view, _, rows = clip_view(split)
         return clip_targets_(view, f"c2f-fbank-{img}-{frames}", compute), rows
 
     # -- decoding ------------------------------------------------------------------------------
@@ -554,7 +545,7 @@ class C2FDecoder(Method):
                                          random_state=self.random_state_, work_dir=self.work_dir_, progress=progress)
         # m^A of the training stimuli (fine-tuned decoder on c_gt) -> vocoder mel, per frame.
         Cgt_clips, _ = self.stage_._c_gt_clips(train)
-        view, _, _ = _clip_view(train)
+        view, _, _ = clip_view(train)
         mV = vocoder_mels(view)  # (n_clips, 64, T)
         mA = self.stage_.mel_from_c(Cgt_clips)
         self.mel_shape_ = mV.shape[1:]

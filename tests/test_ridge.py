@@ -217,6 +217,21 @@ def test_selective_ridge_gram_over_a_small_union_matches_fastl2lir(offset):
     assert np.abs(model.intercept_ - b).max() < 1e-4 * max(1.0, np.abs(b).max())
 
 
+@pytest.mark.parametrize("offset", [0.0, 3.0])
+def test_selective_ridge_output_blocks_match_fastl2lir(offset):
+    """Many outputs (Park et al.'s 53,760 conv5_3 units) are selected and solved a block at a time over one Gram of
+    all voxels: same coefficients as fastl2lir and as the one-block fit, with raw (offset) or centred voxels."""
+    X, Y = _data(n=150, V=40, m=23, seed=9)
+    X = X + np.float32(offset)
+    W, b = _fastl2lir(X, Y, 10.0, 12)
+    blocked = SelectiveRidge(alpha=10.0, n_feat=12, chunk_outputs=4, chunk_select=5).fit(X, Y)
+    whole = SelectiveRidge(alpha=10.0, n_feat=12, chunk_outputs=4).fit(X, Y)
+    np.testing.assert_array_equal(blocked.selected_, whole.selected_)
+    assert np.abs(blocked.coef_ - W).max() < 1e-4 * max(1.0, np.abs(W).max())
+    assert np.abs(blocked.intercept_ - b).max() < 1e-4 * max(1.0, np.abs(b).max())
+    np.testing.assert_allclose(blocked.coef_, whole.coef_, rtol=0, atol=1e-5 * np.abs(W).max())
+
+
 def test_selective_ridge_all_voxels_matches_fastl2lir():
     X, Y = _data(n=60, V=10, m=3, seed=7)
     W, b = _fastl2lir(X, Y, 5.0, 10)  # n_feat == V: fastl2lir's no-selection branch

@@ -192,6 +192,55 @@ CATALOGUE: tuple[WeightSpec, ...] = (
         hash_note=_UNVERIFIED_HASH,
         note="linked from the facebookresearch/AudioMAE README (Google Drive, no direct URL); save it under this name",
     ),
+    # -- Park et al. (methods.park): VGGishish features, SpecVQGAN codebook + conv5_3 transformer, MelGAN --------
+    WeightSpec(
+        name="vggishish",
+        file="vggishish16.pt",
+        kind="file",
+        needed_by=("methods: park (conv5_3 auditory features)",),
+        description="SpecVQGAN's VGGishish VGGSound classifier (training dict, weights under 'model')",
+        url="https://a3s.fi/swift/v1/AUTH_a235c0f452d648828f745589cde1219a/specvqgan_public/vggishish16.pt",
+        hash_note="SpecVQGAN util.py publishes only an md5 (197040c524a07ccacf7715d7080a80bd); " + _UNVERIFIED_HASH,
+    ),
+    WeightSpec(
+        name="vggishish-mel-stats",
+        file="train_means_stds_melspec_10s_22050hz.txt",
+        kind="file",
+        needed_by=("methods: park (VGGishish per-mel-bin standardisation)",),
+        description="VGGSound training mean / std per mel bin for VGGishish (80 rows of 'mean std')",
+        url="https://a3s.fi/swift/v1/AUTH_a235c0f452d648828f745589cde1219a/specvqgan_public/train_means_stds_melspec_10s_22050hz.txt",
+        hash_note="SpecVQGAN util.py publishes only an md5 (f449c6fd0e248936c16f6d22492bb625); " + _UNVERIFIED_HASH,
+    ),
+    WeightSpec(
+        name="specvqgan-codebook",
+        file="vggsound_codebook.ckpt",
+        kind="file",
+        needed_by=("methods: park (reference; the transformer checkpoint embeds its codebook)",),
+        description="SpecVQGAN VGGSound codebook (Lightning 'state_dict' of the VQ model; its 'loss.*' entries are ignored)",
+        hash_note=_UNVERIFIED_HASH,
+        note="checkpoints/last.ckpt of SpecVQGAN's 2021-05-19T22-16-54_vggsound_codebook archive (linked from its "
+             "README); save it under this name",
+    ),
+    WeightSpec(
+        name="park-conv5_3-transformer",
+        file="park_conv5_3_transformer.ckpt",
+        kind="file",
+        needed_by=("methods: park (conv5_3-conditioned SpecVQGAN transformer with its codebook)",),
+        description="Park et al.'s SpecVQGAN transformer conditioned on VGGishish conv5_3 (Lightning 'state_dict' with "
+                    "transformer. / first_stage_model. / first_stage_permuter. prefixes)",
+        hash_note=_UNVERIFIED_HASH,
+        note="in the figshare archives linked from KamitaniLab/SoundReconstruction (no direct URL); save the conv5_3 "
+             "model's checkpoint under this name",
+    ),
+    WeightSpec(
+        name="melgan-vggsound",
+        file="best_netG.pt",
+        kind="file",
+        needed_by=("methods: park (vocoder, 22.05 kHz)",),
+        description="SpecVQGAN's VGGSound MelGAN generator (bare state dict, legacy weight-norm keys)",
+        hash_note=_UNVERIFIED_HASH,
+        note="vocoder/logs/vggsound/best_netG.pt of the v-iashin/SpecVQGAN repository; save it under this name",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in CATALOGUE}
