@@ -100,7 +100,7 @@ def mel_filterbank(sr: float, n_fft: int, n_mels: int, fmin: float, fmax: float 
 
 
 @lru_cache(maxsize=8)
-def _cached_filterbank(sr, n_fft, n_mels, fmin, fmax) -> np.ndarray:
+def cached_filterbank(sr, n_fft, n_mels, fmin, fmax) -> np.ndarray:
     fb = mel_filterbank(sr, n_fft, n_mels, fmin, fmax)
     fb.setflags(write=False)  # shared between callers
     return fb
@@ -160,7 +160,7 @@ def _mel_magnitude(audio: np.ndarray, cfg: dict) -> np.ndarray:
     import torch
 
     mag = stft_magnitude(audio, cfg["n_fft"], cfg["hop"], cfg["win"], center=True)
-    fb = _cached_filterbank(cfg["sr"], cfg["n_fft"], cfg["n_mels"], cfg["fmin"], cfg["fmax"])
+    fb = cached_filterbank(cfg["sr"], cfg["n_fft"], cfg["n_mels"], cfg["fmin"], cfg["fmax"])
     # (n_mels, F) @ (n, F, T) -> (n, n_mels, T); torch's batched BLAS is ~10x numpy's stacked matmul here.
     return torch.matmul(torch.tensor(fb, dtype=torch.float32), torch.from_numpy(mag)).numpy()
 
@@ -264,7 +264,7 @@ class GriffinLim:
         if not np.all(np.isfinite(mel)):
             raise BenchError(f"log_mel {mel.shape} contains NaN or infinite values")
 
-        fb = _cached_filterbank(cfg["sr"], n_fft, cfg["n_mels"], cfg["fmin"], cfg["fmax"]).astype(np.float64)
+        fb = cached_filterbank(cfg["sr"], n_fft, cfg["n_mels"], cfg["fmin"], cfg["fmax"]).astype(np.float64)
         inverse = torch.from_numpy(np.linalg.pinv(fb).astype(np.float32))  # (F, n_mels)
         device = torch.device(self.device)
         mel_t = torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32)).to(device)

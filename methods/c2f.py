@@ -60,7 +60,6 @@ API for the LDM methods (fine_ldm / c2f_ldm)::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -68,6 +67,7 @@ from torch import nn
 
 from bench.errors import BenchError
 from bench.networks.vocoder import VOCODER_PARAM_VALUES
+from bench.targets import clip_view
 from methods.base import TRAINING_CONSTRAINTS, Boolean, Interval, Method, Options, Reconstruction, check_fmri
 
 SEMANTIC_DIM = 512

@@ -18,6 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
 from bench.errors import BenchError
 
 SAMPLE_RATE = 22_050
@@ -38,66 +42,63 @@ class MelGanConfig:
         return asdict(self)
 
 
+class _WN(nn.Module):
+    """A convolution with legacy weight-norm parameters (bias, weight_g, weight_v)."""
+
+    def __init__(self, conv: nn.Module):
+        super().__init__()
+        w = conv.weight.detach()
+        self.weight_g = nn.Parameter(w.flatten(1).norm(dim=1).view(-1, *([1] * (w.ndim - 1))).clone())
+        self.weight_v = nn.Parameter(w.clone())
+        self.bias = nn.Parameter(conv.bias.detach().clone())
+        self._conv = {k: getattr(conv, k) for k in ("stride", "padding", "dilation")}
+        self._transposed = isinstance(conv, nn.ConvTranspose1d)
+        if self._transposed:
+            self._conv["output_padding"] = conv.output_padding
+
+    def forward(self, x):
+        v = self.weight_v
+        w = self.weight_g * v / v.flatten(1).norm(dim=1).view(-1, *([1] * (v.ndim - 1)))
+        if self._transposed:
+            return F.conv_transpose1d(x, w, self.bias, **self._conv)
+        return F.conv1d(x, w, self.bias, **self._conv)
+
+class ResnetBlock(nn.Module):
+    def __init__(self, dim, dilation):
+        super().__init__()
+        self.block = nn.Sequential(nn.LeakyReLU(0.2), nn.ReflectionPad1d(dilation),
+                                   _WN(nn.Conv1d(dim, dim, 3, dilation=dilation)), nn.LeakyReLU(0.2),
+                                   _WN(nn.Conv1d(dim, dim, 1)))
+        self.shortcut = _WN(nn.Conv1d(dim, dim, 1))
+
+    def forward(self, x):
+        return self.shortcut(x) + self.block(x)
+
+class Generator(nn.Module):
+    """MelGAN's generator: (B, n_mels, T) mel in [0, 1] -> (B, 1, 256 T) waveform."""
+
+    def __init__(self, cfg: "MelGanConfig"):
+        super().__init__()
+        mult = 2 ** len(RATIOS)
+        layers: list[nn.Module] = [nn.ReflectionPad1d(3), _WN(nn.Conv1d(cfg.n_mels, mult * cfg.ngf, 7))]
+        for r in RATIOS:
+            layers += [nn.LeakyReLU(0.2),
+                       _WN(nn.ConvTranspose1d(mult * cfg.ngf, mult * cfg.ngf // 2, 2 * r, stride=r,
+                                              padding=r // 2 + r % 2, output_padding=r % 2))]
+            layers += [ResnetBlock(mult * cfg.ngf // 2, 3**j) for j in range(cfg.n_residual_layers)]
+            mult //= 2
+        layers += [nn.LeakyReLU(0.2), nn.ReflectionPad1d(3), _WN(nn.Conv1d(cfg.ngf, 1, 7)), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+        self.config = cfg
+
+    def forward(self, mel):
+        return self.model(mel)
+
+
 def build_melgan(config: MelGanConfig | None = None):
     """The generator (random init): ``forward(mel01 (B, n_mels, T))`` -> (B, 1, 256 T)."""
-    import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
-
-    cfg = config or MelGanConfig()
-
-    class _WN(nn.Module):
-        """A convolution with legacy weight-norm parameters (bias, weight_g, weight_v)."""
-
-        def __init__(self, conv: nn.Module):
-            super().__init__()
-            w = conv.weight.detach()
-            self.weight_g = nn.Parameter(w.flatten(1).norm(dim=1).view(-1, *([1] * (w.ndim - 1))).clone())
-            self.weight_v = nn.Parameter(w.clone())
-            self.bias = nn.Parameter(conv.bias.detach().clone())
-            self._conv = {k: getattr(conv, k) for k in ("stride", "padding", "dilation")}
-            self._transposed = isinstance(conv, nn.ConvTranspose1d)
-            if self._transposed:
-                self._conv["output_padding"] = conv.output_padding
-
-        def forward(self, x):
-            v = self.weight_v
-            w = self.weight_g * v / v.flatten(1).norm(dim=1).view(-1, *([1] * (v.ndim - 1)))
-            if self._transposed:
-                return F.conv_transpose1d(x, w, self.bias, **self._conv)
-            return F.conv1d(x, w, self.bias, **self._conv)
-
-    class ResnetBlock(nn.Module):
-        def __init__(self, dim, dilation):
-            super().__init__()
-            self.block = nn.Sequential(nn.LeakyReLU(0.2), nn.ReflectionPad1d(dilation),
-                                       _WN(nn.Conv1d(dim, dim, 3, dilation=dilation)), nn.LeakyReLU(0.2),
-                                       _WN(nn.Conv1d(dim, dim, 1)))
-            self.shortcut = _WN(nn.Conv1d(dim, dim, 1))
-
-        def forward(self, x):
-            return self.shortcut(x) + self.block(x)
-
-    class Generator(nn.Module):
-        def __init__(self):
-            super().__init__()
-            mult = 2 ** len(RATIOS)
-            layers: list[nn.Module] = [nn.ReflectionPad1d(3), _WN(nn.Conv1d(cfg.n_mels, mult * cfg.ngf, 7))]
-            for r in RATIOS:
-                layers += [nn.LeakyReLU(0.2),
-                           _WN(nn.ConvTranspose1d(mult * cfg.ngf, mult * cfg.ngf // 2, 2 * r, stride=r,
-                                                  padding=r // 2 + r % 2, output_padding=r % 2))]
-                layers += [ResnetBlock(mult * cfg.ngf // 2, 3**j) for j in range(cfg.n_residual_layers)]
-                mult //= 2
-            layers += [nn.LeakyReLU(0.2), nn.ReflectionPad1d(3), _WN(nn.Conv1d(cfg.ngf, 1, 7)), nn.Tanh()]
-            self.model = nn.Sequential(*layers)
-            self.config = cfg
-
-        def forward(self, mel):
-            return self.model(mel)
-
     with torch.random.fork_rng(devices=[]):
-        return Generator()
+        return Generator(config or MelGanConfig())
 
 
 def load_melgan(path: str | Path, config: MelGanConfig | None = None, device: str = "cpu"):

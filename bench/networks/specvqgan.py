@@ -31,6 +31,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
 from bench.errors import BenchError
 
@@ -86,263 +89,251 @@ def column_major_index(H: int, W: int) -> np.ndarray:
     return np.arange(H * W).reshape(H, W).T.ravel()
 
 
-def _modules():
-    """The torch module classes, defined on first use (torch imported lazily)."""
-    global _MODS
-    if "_MODS" in globals():
-        return _MODS
-    import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
+def norm(c, groups):
+    return nn.GroupNorm(num_groups=groups, num_channels=c, eps=1e-6, affine=True)
 
-    def norm(c, groups):
-        return nn.GroupNorm(num_groups=groups, num_channels=c, eps=1e-6, affine=True)
+def swish(x):
+    return x * torch.sigmoid(x)
 
-    def swish(x):
-        return x * torch.sigmoid(x)
+class ResnetBlock(nn.Module):
+    def __init__(self, c_in, c_out, groups):
+        super().__init__()
+        self.norm1 = norm(c_in, groups)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, 1, 1)
+        self.norm2 = norm(c_out, groups)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1)
+        if c_in != c_out:
+            self.nin_shortcut = nn.Conv2d(c_in, c_out, 1)
 
-    class ResnetBlock(nn.Module):
-        def __init__(self, c_in, c_out, groups):
-            super().__init__()
-            self.norm1 = norm(c_in, groups)
-            self.conv1 = nn.Conv2d(c_in, c_out, 3, 1, 1)
-            self.norm2 = norm(c_out, groups)
-            self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1)
-            if c_in != c_out:
-                self.nin_shortcut = nn.Conv2d(c_in, c_out, 1)
+    def forward(self, x):
+        h = self.conv1(swish(self.norm1(x)))
+        h = self.conv2(swish(self.norm2(h)))
+        return (self.nin_shortcut(x) if hasattr(self, "nin_shortcut") else x) + h
 
-        def forward(self, x):
-            h = self.conv1(swish(self.norm1(x)))
-            h = self.conv2(swish(self.norm2(h)))
-            return (self.nin_shortcut(x) if hasattr(self, "nin_shortcut") else x) + h
+class AttnBlock(nn.Module):
+    def __init__(self, c, groups):
+        super().__init__()
+        self.norm = norm(c, groups)
+        self.q, self.k, self.v = nn.Conv2d(c, c, 1), nn.Conv2d(c, c, 1), nn.Conv2d(c, c, 1)
+        self.proj_out = nn.Conv2d(c, c, 1)
 
-    class AttnBlock(nn.Module):
-        def __init__(self, c, groups):
-            super().__init__()
-            self.norm = norm(c, groups)
-            self.q, self.k, self.v = nn.Conv2d(c, c, 1), nn.Conv2d(c, c, 1), nn.Conv2d(c, c, 1)
-            self.proj_out = nn.Conv2d(c, c, 1)
+    def forward(self, x):
+        h = self.norm(x)
+        b, c, hh, ww = h.shape
+        q = self.q(h).reshape(b, c, hh * ww).permute(0, 2, 1)
+        k = self.k(h).reshape(b, c, hh * ww)
+        w = torch.softmax(torch.bmm(q, k) * (int(c) ** -0.5), dim=2)
+        v = self.v(h).reshape(b, c, hh * ww)
+        out = torch.bmm(v, w.permute(0, 2, 1)).reshape(b, c, hh, ww)
+        return x + self.proj_out(out)
 
-        def forward(self, x):
-            h = self.norm(x)
-            b, c, hh, ww = h.shape
-            q = self.q(h).reshape(b, c, hh * ww).permute(0, 2, 1)
-            k = self.k(h).reshape(b, c, hh * ww)
-            w = torch.softmax(torch.bmm(q, k) * (int(c) ** -0.5), dim=2)
-            v = self.v(h).reshape(b, c, hh * ww)
-            out = torch.bmm(v, w.permute(0, 2, 1)).reshape(b, c, hh, ww)
-            return x + self.proj_out(out)
+class Downsample(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, 2, 0)
 
-    class Downsample(nn.Module):
-        def __init__(self, c):
-            super().__init__()
-            self.conv = nn.Conv2d(c, c, 3, 2, 0)
+    def forward(self, x):
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
 
-        def forward(self, x):
-            return self.conv(F.pad(x, (0, 1, 0, 1)))
+class Upsample(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, 1, 1)
 
-    class Upsample(nn.Module):
-        def __init__(self, c):
-            super().__init__()
-            self.conv = nn.Conv2d(c, c, 3, 1, 1)
+    def forward(self, x):
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
-        def forward(self, x):
-            return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+class Encoder(nn.Module):
+    def __init__(self, cfg: CodebookConfig):
+        super().__init__()
+        g, n = cfg.norm_groups, len(cfg.ch_mult)
+        self.conv_in = nn.Conv2d(1, cfg.ch, 3, 1, 1)
+        in_mult = (1,) + tuple(cfg.ch_mult)
+        res = cfg.resolution
+        self.down = nn.ModuleList()
+        for i in range(n):
+            level = nn.Module()
+            level.block, level.attn = nn.ModuleList(), nn.ModuleList()
+            c_in, c_out = cfg.ch * in_mult[i], cfg.ch * cfg.ch_mult[i]
+            for _ in range(cfg.num_res_blocks):
+                level.block.append(ResnetBlock(c_in, c_out, g))
+                c_in = c_out
+                if res in cfg.attn_resolutions:
+                    level.attn.append(AttnBlock(c_in, g))
+            if i != n - 1:
+                level.downsample = Downsample(c_in)
+                res //= 2
+            self.down.append(level)
+        self.mid = nn.Module()
+        self.mid.block_1, self.mid.attn_1, self.mid.block_2 = ResnetBlock(c_in, c_in, g), AttnBlock(c_in, g), ResnetBlock(c_in, c_in, g)
+        self.norm_out = norm(c_in, g)
+        self.conv_out = nn.Conv2d(c_in, cfg.z_channels, 3, 1, 1)
 
-    class Encoder(nn.Module):
-        def __init__(self, cfg: CodebookConfig):
-            super().__init__()
-            g, n = cfg.norm_groups, len(cfg.ch_mult)
-            self.conv_in = nn.Conv2d(1, cfg.ch, 3, 1, 1)
-            in_mult = (1,) + tuple(cfg.ch_mult)
-            res = cfg.resolution
-            self.down = nn.ModuleList()
-            for i in range(n):
-                level = nn.Module()
-                level.block, level.attn = nn.ModuleList(), nn.ModuleList()
-                c_in, c_out = cfg.ch * in_mult[i], cfg.ch * cfg.ch_mult[i]
-                for _ in range(cfg.num_res_blocks):
-                    level.block.append(ResnetBlock(c_in, c_out, g))
-                    c_in = c_out
-                    if res in cfg.attn_resolutions:
-                        level.attn.append(AttnBlock(c_in, g))
-                if i != n - 1:
-                    level.downsample = Downsample(c_in)
-                    res //= 2
-                self.down.append(level)
-            self.mid = nn.Module()
-            self.mid.block_1, self.mid.attn_1, self.mid.block_2 = ResnetBlock(c_in, c_in, g), AttnBlock(c_in, g), ResnetBlock(c_in, c_in, g)
-            self.norm_out = norm(c_in, g)
-            self.conv_out = nn.Conv2d(c_in, cfg.z_channels, 3, 1, 1)
+    def forward(self, x):
+        h = self.conv_in(x)
+        for level in self.down:
+            for j, block in enumerate(level.block):
+                h = block(h)
+                if len(level.attn):
+                    h = level.attn[j](h)
+            if hasattr(level, "downsample"):
+                h = level.downsample(h)
+        h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
+        return self.conv_out(swish(self.norm_out(h)))
 
-        def forward(self, x):
-            h = self.conv_in(x)
-            for level in self.down:
-                for j, block in enumerate(level.block):
-                    h = block(h)
-                    if len(level.attn):
-                        h = level.attn[j](h)
-                if hasattr(level, "downsample"):
-                    h = level.downsample(h)
-            h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
-            return self.conv_out(swish(self.norm_out(h)))
+class Decoder(nn.Module):
+    def __init__(self, cfg: CodebookConfig):
+        super().__init__()
+        g, n = cfg.norm_groups, len(cfg.ch_mult)
+        c_in = cfg.ch * cfg.ch_mult[-1]
+        res = cfg.resolution // 2 ** (n - 1)
+        self.conv_in = nn.Conv2d(cfg.z_channels, c_in, 3, 1, 1)
+        self.mid = nn.Module()
+        self.mid.block_1, self.mid.attn_1, self.mid.block_2 = ResnetBlock(c_in, c_in, g), AttnBlock(c_in, g), ResnetBlock(c_in, c_in, g)
+        levels = []
+        for i in reversed(range(n)):
+            level = nn.Module()
+            level.block, level.attn = nn.ModuleList(), nn.ModuleList()
+            c_out = cfg.ch * cfg.ch_mult[i]
+            for _ in range(cfg.num_res_blocks + 1):
+                level.block.append(ResnetBlock(c_in, c_out, g))
+                c_in = c_out
+                if res in cfg.attn_resolutions:
+                    level.attn.append(AttnBlock(c_in, g))
+            if i != 0:
+                level.upsample = Upsample(c_in)
+                res *= 2
+            levels.insert(0, level)
+        self.up = nn.ModuleList(levels)
+        self.norm_out = norm(c_in, g)
+        self.conv_out = nn.Conv2d(c_in, 1, 3, 1, 1)
 
-    class Decoder(nn.Module):
-        def __init__(self, cfg: CodebookConfig):
-            super().__init__()
-            g, n = cfg.norm_groups, len(cfg.ch_mult)
-            c_in = cfg.ch * cfg.ch_mult[-1]
-            res = cfg.resolution // 2 ** (n - 1)
-            self.conv_in = nn.Conv2d(cfg.z_channels, c_in, 3, 1, 1)
-            self.mid = nn.Module()
-            self.mid.block_1, self.mid.attn_1, self.mid.block_2 = ResnetBlock(c_in, c_in, g), AttnBlock(c_in, g), ResnetBlock(c_in, c_in, g)
-            levels = []
-            for i in reversed(range(n)):
-                level = nn.Module()
-                level.block, level.attn = nn.ModuleList(), nn.ModuleList()
-                c_out = cfg.ch * cfg.ch_mult[i]
-                for _ in range(cfg.num_res_blocks + 1):
-                    level.block.append(ResnetBlock(c_in, c_out, g))
-                    c_in = c_out
-                    if res in cfg.attn_resolutions:
-                        level.attn.append(AttnBlock(c_in, g))
-                if i != 0:
-                    level.upsample = Upsample(c_in)
-                    res *= 2
-                levels.insert(0, level)
-            self.up = nn.ModuleList(levels)
-            self.norm_out = norm(c_in, g)
-            self.conv_out = nn.Conv2d(c_in, 1, 3, 1, 1)
+    def forward(self, z):
+        h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(self.conv_in(z))))
+        for level in reversed(self.up):
+            for j, block in enumerate(level.block):
+                h = block(h)
+                if len(level.attn):
+                    h = level.attn[j](h)
+            if hasattr(level, "upsample"):
+                h = level.upsample(h)
+        return self.conv_out(swish(self.norm_out(h)))
 
-        def forward(self, z):
-            h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(self.conv_in(z))))
-            for level in reversed(self.up):
-                for j, block in enumerate(level.block):
-                    h = block(h)
-                    if len(level.attn):
-                        h = level.attn[j](h)
-                if hasattr(level, "upsample"):
-                    h = level.upsample(h)
-            return self.conv_out(swish(self.norm_out(h)))
+class VectorQuantizer(nn.Module):
+    def __init__(self, n_e, e_dim, beta=0.25):
+        super().__init__()
+        self.n_e, self.e_dim, self.beta = n_e, e_dim, beta
+        self.embedding = nn.Embedding(n_e, e_dim)
+        self.embedding.weight.data.uniform_(-1.0 / n_e, 1.0 / n_e)
 
-    class VectorQuantizer(nn.Module):
-        def __init__(self, n_e, e_dim, beta=0.25):
-            super().__init__()
-            self.n_e, self.e_dim, self.beta = n_e, e_dim, beta
-            self.embedding = nn.Embedding(n_e, e_dim)
-            self.embedding.weight.data.uniform_(-1.0 / n_e, 1.0 / n_e)
+    def forward(self, z):
+        """z (B, e_dim, H, W) -> (straight-through quantised z, VQ loss, codes (B, H, W))."""
+        zf = z.permute(0, 2, 3, 1).reshape(-1, self.e_dim)
+        e = self.embedding.weight
+        d = zf.pow(2).sum(1, keepdim=True) - 2 * zf @ e.T + e.pow(2).sum(1)[None]
+        idx = d.argmin(1)
+        zq = e[idx].view(z.shape[0], z.shape[2], z.shape[3], self.e_dim).permute(0, 3, 1, 2)
+        loss = F.mse_loss(zq.detach(), z) * self.beta + F.mse_loss(zq, z.detach())
+        return z + (zq - z).detach(), loss, idx.view(z.shape[0], z.shape[2], z.shape[3])
 
-        def forward(self, z):
-            """z (B, e_dim, H, W) -> (straight-through quantised z, VQ loss, codes (B, H, W))."""
-            zf = z.permute(0, 2, 3, 1).reshape(-1, self.e_dim)
-            e = self.embedding.weight
-            d = zf.pow(2).sum(1, keepdim=True) - 2 * zf @ e.T + e.pow(2).sum(1)[None]
-            idx = d.argmin(1)
-            zq = e[idx].view(z.shape[0], z.shape[2], z.shape[3], self.e_dim).permute(0, 3, 1, 2)
-            loss = F.mse_loss(zq.detach(), z) * self.beta + F.mse_loss(zq, z.detach())
-            return z + (zq - z).detach(), loss, idx.view(z.shape[0], z.shape[2], z.shape[3])
+    def lookup(self, codes):
+        """codes (B, H, W) int64 -> (B, e_dim, H, W)."""
+        return self.embedding(codes).permute(0, 3, 1, 2).contiguous()
 
-        def lookup(self, codes):
-            """codes (B, H, W) int64 -> (B, e_dim, H, W)."""
-            return self.embedding(codes).permute(0, 3, 1, 2).contiguous()
+class VQModel(nn.Module):
+    """The codebook: ``encode(mel (B, 1, 80, T) in [-1, 1])`` -> codes (B, H, W); ``decode_codes`` back."""
 
-    class VQModel(nn.Module):
-        """The codebook: ``encode(mel (B, 1, 80, T) in [-1, 1])`` -> codes (B, H, W); ``decode_codes`` back."""
+    def __init__(self, cfg: CodebookConfig):
+        super().__init__()
+        self.config = cfg
+        self.encoder, self.decoder = Encoder(cfg), Decoder(cfg)
+        self.quantize = VectorQuantizer(cfg.n_embed, cfg.embed_dim)
+        self.quant_conv = nn.Conv2d(cfg.z_channels, cfg.embed_dim, 1)
+        self.post_quant_conv = nn.Conv2d(cfg.embed_dim, cfg.z_channels, 1)
 
-        def __init__(self, cfg: CodebookConfig):
-            super().__init__()
-            self.config = cfg
-            self.encoder, self.decoder = Encoder(cfg), Decoder(cfg)
-            self.quantize = VectorQuantizer(cfg.n_embed, cfg.embed_dim)
-            self.quant_conv = nn.Conv2d(cfg.z_channels, cfg.embed_dim, 1)
-            self.post_quant_conv = nn.Conv2d(cfg.embed_dim, cfg.z_channels, 1)
+    def forward(self, x):
+        zq, qloss, codes = self.quantize(self.quant_conv(self.encoder(x)))
+        return self.decoder(self.post_quant_conv(zq)), qloss, codes
 
-        def forward(self, x):
-            zq, qloss, codes = self.quantize(self.quant_conv(self.encoder(x)))
-            return self.decoder(self.post_quant_conv(zq)), qloss, codes
+    def encode(self, x):
+        return self.quantize(self.quant_conv(self.encoder(x)))[2]
 
-        def encode(self, x):
-            return self.quantize(self.quant_conv(self.encoder(x)))[2]
+    def decode_codes(self, codes):
+        return self.decoder(self.post_quant_conv(self.quantize.lookup(codes)))
 
-        def decode_codes(self, codes):
-            return self.decoder(self.post_quant_conv(self.quantize.lookup(codes)))
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.key, self.query, self.value = (nn.Linear(cfg.n_embd, cfg.n_embd) for _ in range(3))
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.register_buffer("mask", causal_mask(cfg).view(1, 1, cfg.block_size, cfg.block_size))
+        self.n_head = cfg.n_head
 
-    class CausalSelfAttention(nn.Module):
-        def __init__(self, cfg: TransformerConfig):
-            super().__init__()
-            self.key, self.query, self.value = (nn.Linear(cfg.n_embd, cfg.n_embd) for _ in range(3))
-            self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
-            self.register_buffer("mask", causal_mask(cfg).view(1, 1, cfg.block_size, cfg.block_size))
-            self.n_head = cfg.n_head
+    def forward(self, x):
+        B, T, C = x.shape
+        hs = C // self.n_head
+        k = self.key(x).view(B, T, self.n_head, hs).transpose(1, 2)
+        q = self.query(x).view(B, T, self.n_head, hs).transpose(1, 2)
+        v = self.value(x).view(B, T, self.n_head, hs).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))
+        att = att.masked_fill(self.mask[:, :, :T, :T] == 0, float("-inf"))
+        y = torch.softmax(att, dim=-1) @ v
+        return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
 
-        def forward(self, x):
-            B, T, C = x.shape
-            hs = C // self.n_head
-            k = self.key(x).view(B, T, self.n_head, hs).transpose(1, 2)
-            q = self.query(x).view(B, T, self.n_head, hs).transpose(1, 2)
-            v = self.value(x).view(B, T, self.n_head, hs).transpose(1, 2)
-            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))
-            att = att.masked_fill(self.mask[:, :, :T, :T] == 0, float("-inf"))
-            y = torch.softmax(att, dim=-1) @ v
-            return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
+class Block(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(cfg.n_embd), nn.LayerNorm(cfg.n_embd)
+        self.attn = CausalSelfAttention(cfg)
+        self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(), nn.Linear(4 * cfg.n_embd, cfg.n_embd), nn.Dropout(0.0))
 
-    class Block(nn.Module):
-        def __init__(self, cfg: TransformerConfig):
-            super().__init__()
-            self.ln1, self.ln2 = nn.LayerNorm(cfg.n_embd), nn.LayerNorm(cfg.n_embd)
-            self.attn = CausalSelfAttention(cfg)
-            self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(), nn.Linear(4 * cfg.n_embd, cfg.n_embd), nn.Dropout(0.0))
+    def forward(self, x):
+        x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
 
-        def forward(self, x):
-            x = x + self.attn(self.ln1(x))
-            return x + self.mlp(self.ln2(x))
+class GPTFeats(nn.Module):
+    """``forward(codes (B, t), feats (B, feat_dim, T_cond))`` -> logits (B, T_cond + t, vocab)."""
 
-    class GPTFeats(nn.Module):
-        """``forward(codes (B, t), feats (B, feat_dim, T_cond))`` -> logits (B, T_cond + t, vocab)."""
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.config = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.pos_emb = nn.Parameter(torch.zeros(1, cfg.block_size, cfg.n_embd))
+        self.blocks = nn.Sequential(*[Block(cfg) for _ in range(cfg.n_layer)])
+        self.ln_f = nn.LayerNorm(cfg.n_embd)
+        self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.embedder = nn.Conv1d(cfg.feat_dim, cfg.n_embd, kernel_size=1, padding=0)
+        for m in self.modules():  # minGPT's initialisation
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                m.weight.data.normal_(0.0, 0.02)
+                if isinstance(m, nn.Linear) and m.bias is not None:
+                    m.bias.data.zero_()
 
-        def __init__(self, cfg: TransformerConfig):
-            super().__init__()
-            self.config = cfg
-            self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
-            self.pos_emb = nn.Parameter(torch.zeros(1, cfg.block_size, cfg.n_embd))
-            self.blocks = nn.Sequential(*[Block(cfg) for _ in range(cfg.n_layer)])
-            self.ln_f = nn.LayerNorm(cfg.n_embd)
-            self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
-            self.embedder = nn.Conv1d(cfg.feat_dim, cfg.n_embd, kernel_size=1, padding=0)
-            for m in self.modules():  # minGPT's initialisation
-                if isinstance(m, (nn.Linear, nn.Embedding)):
-                    m.weight.data.normal_(0.0, 0.02)
-                    if isinstance(m, nn.Linear) and m.bias is not None:
-                        m.bias.data.zero_()
+    def forward(self, codes, feats):
+        x = torch.cat([self.embedder(feats).permute(0, 2, 1), self.tok_emb(codes)], dim=1)
+        t = x.shape[1]
+        if t > self.config.block_size:
+            raise BenchError(f"{t} tokens exceed the transformer's block size {self.config.block_size}")
+        return self.head(self.ln_f(self.blocks(x + self.pos_emb[:, :t])))
 
-        def forward(self, codes, feats):
-            x = torch.cat([self.embedder(feats).permute(0, 2, 1), self.tok_emb(codes)], dim=1)
-            t = x.shape[1]
-            if t > self.config.block_size:
-                raise BenchError(f"{t} tokens exceed the transformer's block size {self.config.block_size}")
-            return self.head(self.ln_f(self.blocks(x + self.pos_emb[:, :t])))
+class ColumnMajor(nn.Module):
+    def __init__(self, H, W):
+        super().__init__()
+        idx = torch.from_numpy(column_major_index(H, W)).long()
+        self.register_buffer("forward_shuffle_idx", idx)
+        self.register_buffer("backward_shuffle_idx", torch.argsort(idx))
 
-    class ColumnMajor(nn.Module):
-        def __init__(self, H, W):
-            super().__init__()
-            idx = torch.from_numpy(column_major_index(H, W)).long()
-            self.register_buffer("forward_shuffle_idx", idx)
-            self.register_buffer("backward_shuffle_idx", torch.argsort(idx))
+    def forward(self, x, reverse=False):
+        return x[:, self.backward_shuffle_idx if reverse else self.forward_shuffle_idx]
 
-        def forward(self, x, reverse=False):
-            return x[:, self.backward_shuffle_idx if reverse else self.forward_shuffle_idx]
+class Net2NetTransformer(nn.Module):
+    """The Lightning module's layout: ``transformer``, ``first_stage_model``, ``first_stage_permuter``."""
 
-    class Net2NetTransformer(nn.Module):
-        """The Lightning module's layout: ``transformer``, ``first_stage_model``, ``first_stage_permuter``."""
-
-        def __init__(self, tcfg: TransformerConfig, ccfg: CodebookConfig):
-            super().__init__()
-            self.transformer = GPTFeats(tcfg)
-            self.first_stage_model = VQModel(ccfg)
-            self.first_stage_permuter = ColumnMajor(*tcfg.grid)
-
-    _MODS = dict(VQModel=VQModel, GPTFeats=GPTFeats, ColumnMajor=ColumnMajor, Net2NetTransformer=Net2NetTransformer)
-    return _MODS
+    def __init__(self, tcfg: TransformerConfig, ccfg: CodebookConfig):
+        super().__init__()
+        self.transformer = GPTFeats(tcfg)
+        self.first_stage_model = VQModel(ccfg)
+        self.first_stage_permuter = ColumnMajor(*tcfg.grid)
 
 
 def causal_mask(cfg: TransformerConfig):
@@ -356,14 +347,14 @@ def causal_mask(cfg: TransformerConfig):
 
 
 def build_codebook(config: CodebookConfig | None = None):
-    return _modules()["VQModel"](config or CodebookConfig())
+    return VQModel(config or CodebookConfig())
 
 
 def build_net2net(tcfg: TransformerConfig | None = None, ccfg: CodebookConfig | None = None):
     tcfg, ccfg = tcfg or TransformerConfig(), ccfg or CodebookConfig()
     if tcfg.vocab_size != ccfg.n_embed:
         raise BenchError(f"transformer vocab_size {tcfg.vocab_size} must equal the codebook's n_embed {ccfg.n_embed}")
-    return _modules()["Net2NetTransformer"](tcfg, ccfg)
+    return Net2NetTransformer(tcfg, ccfg)
 
 
 def _lightning_state_dict(path, entry: str, what: str) -> dict:

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn as nn
 
 from bench.errors import BenchError
 
@@ -77,7 +79,7 @@ def park_mel(audio: np.ndarray, sr: int = 16_000, seconds: float = WINDOW_SECOND
     The audio is resampled to 22,050 Hz and padded with zeros or trimmed to ``seconds``; ``crop`` frames are kept
     from the centre (336 of 345 for 4 s; None keeps all).
     """
-    from bench.audio import _cached_filterbank, resample, stft_magnitude
+    from bench.audio import cached_filterbank, resample, stft_magnitude
 
     x = np.asarray(audio, dtype=np.float32)
     if x.ndim != 2:
@@ -89,7 +91,7 @@ def park_mel(audio: np.ndarray, sr: int = 16_000, seconds: float = WINDOW_SECOND
         x = np.pad(x, ((0, 0), (0, length - x.shape[1])))
     x = np.ascontiguousarray(x[:, :length])
     mag = stft_magnitude(x, cfg["n_fft"], cfg["hop"], cfg["win"], center=True)
-    fb = _cached_filterbank(cfg["sr"], cfg["n_fft"], cfg["n_mels"], cfg["fmin"], cfg["fmax"])
+    fb = cached_filterbank(cfg["sr"], cfg["n_fft"], cfg["n_mels"], cfg["fmin"], cfg["fmax"])
     mel = np.einsum("mf,nft->nmt", fb, mag, optimize=True)
     db = 20.0 * np.log10(np.maximum(mel, cfg["floor"])) - 20.0
     out = np.clip((db + 100.0) / 100.0, 0.0, 1.0).astype(np.float32)
@@ -106,12 +108,12 @@ def park_mel_to_vocoder_mel(mel01: np.ndarray, n_samples: int) -> np.ndarray:
     16 kHz, through the linear magnitude: dB undone, mel -> |STFT| by the filterbank's pseudo-inverse (clamped at
     1e-8), bins and frames linearly interpolated onto the 16-kHz grid (both STFTs use a 1024-point Hann window, so
     magnitudes are on the same scale), then the vocoder's 64 mels and natural log. For Griffin-Lim or HiFiGAN."""
-    from bench.audio import VOCODER_MEL, _cached_filterbank
+    from bench.audio import VOCODER_MEL, cached_filterbank
 
     cfg, voc = PARK_MEL, VOCODER_MEL
     m = np.asarray(mel01, dtype=np.float64)
     mel = 10.0 ** ((m * 100.0 - 100.0 + 20.0) / 20.0)
-    fb = _cached_filterbank(cfg["sr"], cfg["n_fft"], cfg["n_mels"], cfg["fmin"], cfg["fmax"]).astype(np.float64)
+    fb = cached_filterbank(cfg["sr"], cfg["n_fft"], cfg["n_mels"], cfg["fmin"], cfg["fmax"]).astype(np.float64)
     mag = np.maximum(np.einsum("fm,nmt->nft", np.linalg.pinv(fb), mel), 1e-8)
     f_src = np.fft.rfftfreq(cfg["n_fft"], 1.0 / cfg["sr"])
     f_dst = np.fft.rfftfreq(voc["n_fft"], 1.0 / voc["sr"])
@@ -127,7 +129,7 @@ def park_mel_to_vocoder_mel(mel01: np.ndarray, n_samples: int) -> np.ndarray:
     fhi = np.minimum(flo + 1, len(f_src) - 1)
     fw = np.where(fhi > flo, (f_dst - f_src[flo]) / np.maximum(f_src[fhi] - f_src[flo], 1e-12), 0.0).clip(0, 1)
     mag_f = mag_t[:, flo, :] * (1 - fw)[None, :, None] + mag_t[:, fhi, :] * fw[None, :, None]
-    vfb = _cached_filterbank(voc["sr"], voc["n_fft"], voc["n_mels"], voc["fmin"], voc["fmax"]).astype(np.float64)
+    vfb = cached_filterbank(voc["sr"], voc["n_fft"], voc["n_mels"], voc["fmin"], voc["fmax"]).astype(np.float64)
     out = np.einsum("mf,nft->nmt", vfb, mag_f)
     return np.log(np.maximum(out, voc["floor"])).astype(np.float32)
 
@@ -154,46 +156,44 @@ def write_mel_stats(path: str | Path, mean: np.ndarray, std: np.ndarray) -> None
     write_text(Path(path), rows + "\n")
 
 
+class VGGishish(nn.Module):
+    """VGGishish: ``forward(x (B, 80, T))`` -> logits; ``conv5_3(x)`` -> (B, C5, 5, T/16)."""
+
+    def __init__(self, cfg: "VGGishishConfig"):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 1
+        for b, (n_convs, width) in enumerate(zip(_BLOCKS, cfg.widths)):
+            for _ in range(n_convs):
+                layers += [nn.Conv2d(c_in, width, 3, padding=1), nn.ReLU(inplace=True)]
+                c_in = width
+            if b < len(_BLOCKS) - 1:  # no pool after the last block
+                layers.append(nn.MaxPool2d(2, 2))
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d((5, 10))
+        self.classifier = nn.Sequential(
+            nn.Linear(cfg.widths[-1] * 50, cfg.hidden), nn.ReLU(inplace=True),
+            nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU(inplace=True),
+            nn.Linear(cfg.hidden, cfg.n_classes))
+        self.config = cfg
+
+    def forward(self, x):
+        x = self.features(x[:, None] if x.ndim == 3 else x)
+        return self.classifier(torch.flatten(self.avgpool(x), 1))
+
+    def conv5_3(self, x):
+        """Output of features.28 before its ReLU: (B, C5, H/16, W/16)."""
+        x = x[:, None] if x.ndim == 3 else x
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i == CONV5_3:
+                return x
+        raise AssertionError("features has no conv5_3")  # pragma: no cover - fixed layout
+
+
 def build_vggishish(config: VGGishishConfig | None = None):
     """The VGGishish torch module (random init). ``forward(x (B, 80, T))`` -> logits; ``conv5_3(x)`` -> (B, C5, 5, T/16)."""
-    import torch
-    import torch.nn as nn
-
-    cfg = config or VGGishishConfig()
-
-    class VGGishish(nn.Module):
-        def __init__(self):
-            super().__init__()
-            layers: list[nn.Module] = []
-            c_in = 1
-            for b, (n_convs, width) in enumerate(zip(_BLOCKS, cfg.widths)):
-                for _ in range(n_convs):
-                    layers += [nn.Conv2d(c_in, width, 3, padding=1), nn.ReLU(inplace=True)]
-                    c_in = width
-                if b < len(_BLOCKS) - 1:  # no pool after the last block
-                    layers.append(nn.MaxPool2d(2, 2))
-            self.features = nn.Sequential(*layers)
-            self.avgpool = nn.AdaptiveAvgPool2d((5, 10))
-            self.classifier = nn.Sequential(
-                nn.Linear(cfg.widths[-1] * 50, cfg.hidden), nn.ReLU(inplace=True),
-                nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU(inplace=True),
-                nn.Linear(cfg.hidden, cfg.n_classes))
-            self.config = cfg
-
-        def forward(self, x):
-            x = self.features(x[:, None] if x.ndim == 3 else x)
-            return self.classifier(torch.flatten(self.avgpool(x), 1))
-
-        def conv5_3(self, x):
-            """Output of features.28 before its ReLU: (B, C5, H/16, W/16)."""
-            x = x[:, None] if x.ndim == 3 else x
-            for i, layer in enumerate(self.features):
-                x = layer(x)
-                if i == CONV5_3:
-                    return x
-            raise AssertionError("features has no conv5_3")  # pragma: no cover - fixed layout
-
-    net = VGGishish()
+    net = VGGishish(config or VGGishishConfig())
     assert tuple(i for i, m in enumerate(net.features) if isinstance(m, nn.Conv2d)) == CONV_INDICES
     return net
 
