@@ -150,6 +150,7 @@ class Dataset:
         folder = self.ensure_prepared(data_root, scale)
         out = read_split(folder, str(subject), split, clips=_clips_cached(str(folder)))
         out.info["probe_groups"] = self.spec.get("probe_groups", "stim_id")
+        out.info["simulated"] = self.kind == "simulated"  # perceptual metrics pick the simulator-trained networks
         return out
 
     def prepared_subjects(self, root=None, scale: str = "default") -> list[str]:

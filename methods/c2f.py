@@ -208,7 +208,7 @@ def load_backbones(kind: str, *, device: str, seed: int) -> Backbones:
         cfg.audio_config.projection_dim = SEMANTIC_DIM
         cfg.text_config.projection_dim = SEMANTIC_DIM
         clap = ClapNetwork(build_model(cfg).to(device))
-        clap.smoke_byte_tokens = True  # random-init text tower: no real tokenizer needed for smoke runs
+        clap.byte_tokens = True  # random-init text tower: no real tokenizer needed for smoke runs
     return Backbones(mae, clap, "random-init", f"audiomae-tiny-s{seed}", f"clap-tiny-s{seed}",
                      {"audiomae": "random-init AudioMAEConfig.tiny()", "clap": "random-init tiny_config() 512-d"})
 
