@@ -15,9 +15,13 @@ cache). Built in:
   "sound/animal", ..., "speech/female") from 2-s windows, cross-entropy; its 64-d embedding gives FD, its logits KL;
 - ``vggish`` -> ``sim-vggish``: VGGish (``vggish.SIM``) with a temporary linear head classifying each 0.96-s patch,
   cross-entropy; the head is dropped and the 32-d embedding gives FAD;
-- ``clap`` -> ``sim-clap``: a small ``ClapModel`` (HTSAT audio tower, RoBERTa-layout text tower on byte tokens)
-  trained contrastively on the clips' captions (``bench.simulate.caption``); clips with the same caption are all
-  positives of each other (soft targets), since the captions repeat.
+- ``clap`` -> ``sim-clap``: a small ``ClapModel`` (HTSAT audio tower, RoBERTa-layout text tower on byte tokens,
+  512-d projections as LAION CLAP) trained contrastively on the clips' captions (``bench.simulate.caption``); clips
+  with the same caption are all positives of each other (soft targets), since the captions repeat;
+- ``audiomae`` -> ``sim-audiomae``: the tiny AudioMAE (``AudioMAEConfig.tiny()``) by masked autoencoding of the
+  Kaldi fbank;
+- ``audioldm2`` -> ``sim-audioldm2-vae``, ``sim-audioldm2-unet``: the tiny AudioLDM2 VAE on vocoder log-mels, then the
+  tiny UNet denoising its latents conditioned on sim-AudioMAE features.
 
 Cache: each trainer's output lives in ``<weights folder>/sim/<trainer>-v<simulator version>-<config key>-s<seed>/``
 and its entries record {sim_version, config, seed, trainer}. An entry trained for another simulator version or
@@ -50,11 +54,12 @@ _ENTRIES: dict[str, tuple[str, ...]] = {}
 DEFAULT_SEED = 0
 
 
-def register(name: str, fn: Trainer, *, entries: tuple[str, ...], config: dict) -> Trainer:
-    """Add a trainer: ``entries`` it writes (so their first use can train them) and its ``config`` (the cache key)."""
+def register(name: str, fn: Trainer, *, entries: tuple[str, ...], config: dict | Callable[[], dict]) -> Trainer:
+    """Add a trainer: ``entries`` it writes (so their first use can train them) and its ``config`` (the cache key;
+    a function returning it when computing it needs heavy imports)."""
     TRAINERS[name] = fn
     _ENTRIES[name] = tuple(entries)
-    _CONFIG[name] = dict(config)
+    _CONFIG[name] = config if callable(config) else dict(config)
     return fn
 
 
@@ -68,7 +73,8 @@ def trainer_for(entry: str) -> str:
 
 def config_key(name: str) -> str:
     """Identifies a trainer's settings (16 hex digits of the sha256 of its name, config and entries)."""
-    blob = json.dumps({"trainer": name, "config": _CONFIG.get(name, {}), "entries": _ENTRIES.get(name, ())},
+    config = _CONFIG.get(name, {})
+    blob = json.dumps({"trainer": name, "config": config() if callable(config) else config, "entries": _ENTRIES.get(name, ())},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -273,7 +279,10 @@ def _save(module_or_sd, path: Path, meta: dict) -> None:
 # ----------------------------------------------------------------------------------------------
 # the trainers
 
-PANNS_CONFIG = {"n_per_kind": 120, "window_s": 2.0, "epochs": 6, "batch_size": 32, "lr": 2e-3}
+N_PER_KIND = 240
+"""Fresh clips per world (sound, music, speech) every built-in trainer learns from (shared, generated once)."""
+
+PANNS_CONFIG = {"n_per_kind": N_PER_KIND, "window_s": 2.0, "epochs": 4, "batch_size": 32, "lr": 2e-3}
 
 
 def train_panns(out_dir: Path, seed: int, device: str = "cpu") -> dict:
@@ -302,7 +311,7 @@ def train_panns(out_dir: Path, seed: int, device: str = "cpu") -> dict:
                           "description": f"PANNs Cnn14 {SIM['channels']} trained on the simulator's 16 labels"}}
 
 
-VGGISH_CONFIG = {"n_per_kind": 120, "epochs": 15, "batch_size": 64, "lr": 3e-3}
+VGGISH_CONFIG = {"n_per_kind": N_PER_KIND, "epochs": 8, "batch_size": 64, "lr": 3e-3}
 
 
 def train_vggish(out_dir: Path, seed: int, device: str = "cpu") -> dict:
@@ -337,11 +346,12 @@ def train_vggish(out_dir: Path, seed: int, device: str = "cpu") -> dict:
 
 
 CLAP_CONFIG = {
-    "n_per_kind": 120, "epochs": 8, "batch_size": 32, "lr": 1e-3, "projection_dim": 32,
+    "n_per_kind": N_PER_KIND, "epochs": 12, "batch_size": 32, "lr": 1e-3, "projection_dim": 512,  # as LAION CLAP (C2F decodes 512-d)
     "text_config": dict(vocab_size=131, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
                         max_position_embeddings=80, type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=1),
-    "audio_config": dict(patch_embeds_hidden_size=8, depths=[1, 1], num_attention_heads=[1, 2], hidden_size=16,
-                         window_size=8, num_hidden_layers=2, enable_fusion=False),
+    # patches of 8 x 8 on HTSAT's 256 x 256 image: 1,024 tokens (4x fewer than the published 4 x 4)
+    "audio_config": dict(patch_size=8, patch_stride=[8, 8], patch_embeds_hidden_size=16, depths=[1, 1],
+                         num_attention_heads=[1, 2], hidden_size=32, window_size=8, num_hidden_layers=2, enable_fusion=False),
 }
 
 
@@ -394,9 +404,242 @@ def train_clap(out_dir: Path, seed: int, device: str = "cpu") -> dict:
         ClapNetwork(model)  # the same wrapper loading will use (fails here rather than at first use)
         _save(model, out_dir / "sim-clap.safetensors", {"train_loss": [round(h, 5) for h in history]})
     return {"sim-clap": {"file": "sim-clap.safetensors", "network": "clap", "arch": arch,
-                         "description": "CLAP (HTSAT 16-d + 1-layer text tower on byte tokens, 32-d) trained contrastively on the simulator's captions"}}
+                         "description": "CLAP (small HTSAT + 1-layer text tower on byte tokens, 512-d as LAION CLAP) trained contrastively on the simulator's captions"}}
 
 
 register("panns", train_panns, entries=("sim-panns",), config=PANNS_CONFIG)
 register("vggish", train_vggish, entries=("sim-vggish",), config=VGGISH_CONFIG)
 register("clap", train_clap, entries=("sim-clap",), config=CLAP_CONFIG)
+
+
+AUDIOMAE_CONFIG = {"n_per_kind": N_PER_KIND, "epochs": 10, "batch_size": 32, "lr": 2e-3, "mask_ratio": 0.75}
+
+
+def audiomae_arch() -> dict:
+    """The sim AudioMAE's settings: ``AudioMAEConfig.tiny()`` (128 frames x 128 bins, 32-d), as the tiny profiles build."""
+    import dataclasses
+
+    from bench.networks.audiomae import AudioMAEConfig
+
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(AudioMAEConfig.tiny()).items()}
+
+
+def audiomae_config_from_arch(arch: dict | None):
+    from bench.networks.audiomae import AudioMAEConfig
+
+    if arch is None:
+        return AudioMAEConfig()
+    return AudioMAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()})
+
+
+def train_audiomae(out_dir: Path, seed: int, device: str = "cpu") -> dict:
+    """sim-audiomae: the tiny AudioMAE, masked autoencoding of the Kaldi fbank of fresh clips (tiled to 10 s, as
+    ``AudioMAE.features`` sees them): ``mask_ratio`` of the tokens hidden from the encoder at random, the Swin
+    decoder (mask tokens in their place) reconstructs the masked patches in normalised-fbank units (MSE on them)."""
+    import torch
+
+    from bench.fbank import audiomae_input, repeat_to_seconds
+    from bench.networks.audiomae import AudioMAE
+
+    cfg = AUDIOMAE_CONFIG
+    arch = audiomae_arch()
+    mcfg = audiomae_config_from_arch(arch)
+    with _Deterministic():
+        torch.manual_seed(seed)
+        data = world(seed, cfg["n_per_kind"])
+        fb = torch.cat([audiomae_input(repeat_to_seconds(d["audio"], 10.0), target_frames=mcfg.img_size[0])
+                        for d in data.values()]).to(device)  # (n, 128, 128)
+        mae = AudioMAE(mcfg).to(device).train()
+        n_tok = mcfg.num_patches
+        n_keep = max(1, int(round(n_tok * (1.0 - cfg["mask_ratio"]))))
+        gen = torch.Generator().manual_seed(seed + 1)
+
+        def loss_fn(idx):
+            x = fb[idx]
+            target = mae.patchify(x)  # (B, L, p*p)
+            tok = mae.patch_embed(x[:, None]) + mae.pos_embed[:, 1:]
+            order = torch.argsort(torch.rand(len(idx), n_tok, generator=gen), dim=1).to(device)
+            keep = order[:, :n_keep]
+            vis = torch.gather(tok, 1, keep[:, :, None].expand(-1, -1, tok.shape[2]))
+            cls = (mae.cls_token + mae.pos_embed[:, :1]).expand(len(idx), -1, -1)
+            h = torch.cat([cls, vis], 1)
+            for blk in mae.blocks:
+                h = blk(h)
+            h = mae.decoder_embed(mae.norm(h)[:, 1:])
+            full = mae.mask_token.expand(len(idx), n_tok, -1).clone()
+            full = full.scatter(1, keep[:, :, None].expand(-1, -1, h.shape[2]), h) + mae.decoder_pos_embed[:, 1:]
+            for blk in mae.decoder_blocks:
+                full = blk(full)
+            pred = mae.decoder_pred(mae.decoder_norm(full))
+            masked = torch.ones(len(idx), n_tok, device=device)
+            masked.scatter_(1, keep, 0.0)
+            err = ((pred - target) ** 2).mean(-1)
+            return (err * masked).sum() / masked.sum()
+
+        history = _fit([p for p in mae.parameters() if p.requires_grad], len(fb), loss_fn, epochs=cfg["epochs"],
+                       batch_size=cfg["batch_size"], lr=cfg["lr"], seed=seed)
+        mae.eval()
+        _save(mae, out_dir / "sim-audiomae.safetensors", {"train_loss": [round(h, 5) for h in history]})
+    return {"sim-audiomae": {"file": "sim-audiomae.safetensors", "network": "audiomae", "arch": arch,
+                             "description": "AudioMAE (tiny: 128 frames x 128 bins, 32-d) pretrained by masked autoencoding on the simulator's clips"}}
+
+
+def ldm_arch() -> dict:
+    """The sim AudioLDM2 parts: ``audioldm2.TINY`` with the UNet's condition width set to the sim AudioMAE's (32), so
+    the LDM methods need no projection between them."""
+    import copy
+
+    from bench.networks.audioldm2 import TINY
+
+    cfg = copy.deepcopy(TINY)
+    width = audiomae_arch()["embed_dim"]
+    cfg["unet"]["cross_attention_dim"] = [[None, width, 8]] * len(cfg["unet"]["down_block_types"])
+    return json.loads(json.dumps(cfg))  # lists, as read back from the catalogue
+
+
+LDM_CONFIG = {"n_per_kind": N_PER_KIND, "vae_epochs": 6, "vae_lr": 2e-3, "kl_weight": 1e-4, "unet_epochs": 6,
+              "unet_lr": 1e-3, "batch_size": 16, "audiomae": "sim-audiomae"}
+
+
+def train_audioldm2(out_dir: Path, seed: int, device: str = "cpu") -> dict:
+    """sim-audioldm2-vae and sim-audioldm2-unet: the tiny AudioLDM2 VAE trained on the vocoder log-mels of fresh
+    clips (reconstruction MSE + ``kl_weight`` KL), then the tiny UNet trained with the diffusion loss on its latents
+    conditioned on the clips' sim-AudioMAE features (``AudioMAE.features``, N_patch tokens as the methods use), as
+    AudioLDM2 is conditioned on AudioMAE features; the LDM methods fine-tune it on brain data."""
+    import torch
+    import torch.nn.functional as F
+
+    from bench.audio import vocoder_mel
+    from bench.fbank import n_patch_for_seconds
+    from bench.networks import weights as W
+    from bench.networks.audiomae import load_audiomae
+    from bench.networks.audioldm2 import LOG_FLOOR, LatentDiffusion, build_ldm
+
+    cfg = LDM_CONFIG
+    arch = ldm_arch()
+    mae_spec = ensure_entry(cfg["audiomae"], "the sim AudioLDM2 UNet's conditions", device=device)
+    with _Deterministic():
+        mae = load_audiomae(W.local_dir() / mae_spec.file, config=audiomae_config_from_arch(mae_spec.arch), device=device)
+        torch.manual_seed(seed)
+        data = world(seed, cfg["n_per_kind"])
+        unet, vae, vocoder, scheduler = build_ldm(arch)
+        ldm = LatentDiffusion(unet, vae, vocoder, scheduler, cond_dim=mae.config.embed_dim).to(device)
+        mels, conds = {}, {}
+        for kind, d in data.items():
+            m = torch.from_numpy(vocoder_mel(d["audio"])).to(device)  # (n, 64, T)
+            pad = ldm.padded_frames(m.shape[2]) - m.shape[2]
+            mels[kind] = F.pad(m, (0, pad), value=LOG_FLOOR).transpose(1, 2)[:, None]  # (n, 1, T', 64)
+            n_patch = min(n_patch_for_seconds(d["audio"].shape[1] / 16_000, max_frames=mae.config.img_size[0]),
+                          mae.config.num_patches)
+            conds[kind] = mae.features(d["audio"], n_patch).float()
+        kinds = list(mels)
+        gen = torch.Generator().manual_seed(seed + 2)
+
+        def rounds(epochs, step):
+            """Batches of one kind at a time (clip lengths differ), kinds interleaved in a seeded order."""
+            history = []
+            for _ in range(int(epochs)):
+                plan = []
+                for k in kinds:
+                    perm = torch.randperm(len(mels[k]), generator=gen)
+                    plan += [(k, perm[i : i + cfg["batch_size"]]) for i in range(0, len(perm), cfg["batch_size"])]
+                order = torch.randperm(len(plan), generator=gen).tolist()
+                total = 0.0
+                for j in order:
+                    total += step(*plan[j])
+                history.append(round(total / len(plan), 5))
+            return history
+
+        vae.requires_grad_(True).train()
+        opt = torch.optim.AdamW(vae.parameters(), lr=cfg["vae_lr"], weight_decay=1e-4)
+
+        def vae_step(kind, idx):
+            x = mels[kind][idx]
+            dist = vae.encode(x).latent_dist
+            z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=gen).to(device)
+            rec = vae.decode(z).sample
+            loss = F.mse_loss(rec, x) + cfg["kl_weight"] * dist.kl().mean() / x[0].numel()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return float(loss.detach())
+
+        vae_history = rounds(cfg["vae_epochs"], vae_step)
+        vae.requires_grad_(False).eval()
+        latents = {}
+        with torch.no_grad():
+            for k in kinds:
+                latents[k] = vae.encode(mels[k]).latent_dist.mode() * ldm.scaling_factor
+        ldm.unet.train()
+        opt = torch.optim.AdamW(ldm.unet.parameters(), lr=cfg["unet_lr"], weight_decay=1e-2)
+
+        def unet_step(kind, idx):
+            loss = ldm.loss(latents[kind][idx], conds[kind][idx], generator=gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return float(loss.detach())
+
+        unet_history = rounds(cfg["unet_epochs"], unet_step)
+        ldm.eval()
+        _save(vae, out_dir / "sim-audioldm2-vae.safetensors", {"train_loss": vae_history})
+        _save(ldm.unet, out_dir / "sim-audioldm2-unet.safetensors", {"train_loss": unet_history})
+    return {
+        "sim-audioldm2-vae": {"file": "sim-audioldm2-vae.safetensors", "network": "audioldm2-vae", "arch": arch["vae"],
+                              "description": "AudioLDM2 VAE (tiny) trained on vocoder log-mels of the simulator's clips"},
+        "sim-audioldm2-unet": {"file": "sim-audioldm2-unet.safetensors", "network": "audioldm2-unet", "arch": arch["unet"],
+                               "description": "AudioLDM2 UNet (tiny) trained to denoise sim-VAE latents given sim-AudioMAE features"},
+    }
+
+
+register("audiomae", train_audiomae, entries=("sim-audiomae",), config=AUDIOMAE_CONFIG)
+register("audioldm2", train_audioldm2, entries=("sim-audioldm2-vae", "sim-audioldm2-unet"),
+         config=lambda: {**LDM_CONFIG, "audiomae_config": config_key("audiomae"), "arch": ldm_arch()})
+
+
+# ----------------------------------------------------------------------------------------------
+# loading the sim backbones (for the methods' tiny profiles on simulated data)
+
+
+def _sim_file(entry: str, what: str):
+    """(spec, path) of a simulator-trained entry, trained first when ``$BENCH_SIM_WEIGHTS`` is auto."""
+    from bench.networks import weights as W
+    from bench.networks.cache import sim_mode
+
+    spec = ensure_entry(entry, what, train=sim_mode() == "auto")
+    found = W.find(spec)
+    if found is None:
+        raise UnavailableError(W.missing_reason(spec, what))
+    W.check(found)
+    return spec, found.load_path
+
+
+def load_sim_audiomae(what: str, device: str = "cpu"):
+    """A fresh (trainable) copy of sim-audiomae, strictly loaded, eval mode; returns (model, spec)."""
+    from bench.networks.audiomae import load_audiomae
+
+    spec, path = _sim_file("sim-audiomae", what)
+    return load_audiomae(path, config=audiomae_config_from_arch(spec.arch), device=device), spec
+
+
+def load_sim_ldm(what: str, seed: int = 0):
+    """(unet, vae, vocoder, scheduler) of the tiny AudioLDM2 with the sim VAE and UNet strictly loaded; the vocoder is
+    random-init (the tiny profiles use Griffin-Lim). Returns (parts, {part: entry name})."""
+    import torch
+
+    from bench.networks.audioldm2 import build_ldm
+    from bench.networks.checkpoints import strict_load
+    from bench.networks.weights import load_checkpoint_file
+
+    specs = {part: _sim_file(f"sim-audioldm2-{part}", what) for part in ("vae", "unet")}
+    arch = ldm_arch()
+    for part, (spec, _) in specs.items():
+        if spec.arch != arch[part]:
+            raise BenchError(f"{spec.name}: its arch differs from this version's ({what}); retrain with `bench weights train-sim --force`")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet, vae, vocoder, scheduler = build_ldm(arch)
+    for part, module in (("vae", vae), ("unet", unet)):
+        spec, path = specs[part]
+        strict_load(module, load_checkpoint_file(path), spec.name, str(path), optional_suffixes=())
+    return (unet, vae, vocoder, scheduler), {part: spec.name for part, (spec, _) in specs.items()}
