@@ -59,7 +59,7 @@ def register(name: str, fn: Trainer, *, entries: tuple[str, ...], config: dict |
     a function returning it when computing it needs heavy imports)."""
     TRAINERS[name] = fn
     _ENTRIES[name] = tuple(entries)
-    _CONFIG[name] = config if callable(config) else dict(config)
+    _CONFIG[name] = config  # by reference: a changed setting changes the key
     return fn
 
 
@@ -412,7 +412,7 @@ register("vggish", train_vggish, entries=("sim-vggish",), config=VGGISH_CONFIG)
 register("clap", train_clap, entries=("sim-clap",), config=CLAP_CONFIG)
 
 
-AUDIOMAE_CONFIG = {"n_per_kind": N_PER_KIND, "epochs": 10, "batch_size": 32, "lr": 2e-3, "mask_ratio": 0.75}
+AUDIOMAE_CONFIG = {"n_per_kind": N_PER_KIND, "epochs": 8, "batch_size": 32, "lr": 2e-3, "mask_ratio": 0.75}
 
 
 def audiomae_arch() -> dict:
@@ -497,8 +497,10 @@ def ldm_arch() -> dict:
     return json.loads(json.dumps(cfg))  # lists, as read back from the catalogue
 
 
-LDM_CONFIG = {"n_per_kind": N_PER_KIND, "vae_epochs": 6, "vae_lr": 2e-3, "kl_weight": 1e-4, "unet_epochs": 6,
-              "unet_lr": 1e-3, "batch_size": 16, "audiomae": "sim-audiomae"}
+LDM_CONFIG = {"n_per_kind": N_PER_KIND, "n_used": 120, "vae_epochs": 4, "vae_frames": 224, "vae_lr": 2e-3,
+              "kl_weight": 1e-4, "unet_epochs": 5, "unet_lr": 1e-3, "batch_size": 16, "audiomae": "sim-audiomae"}
+"""n_used: clips per world (of the shared n_per_kind); vae_frames: the VAE trains on the first frames of each mel
+(it is convolutional; the UNet sees whole clips)."""
 
 
 def train_audioldm2(out_dir: Path, seed: int, device: str = "cpu") -> dict:
@@ -526,6 +528,7 @@ def train_audioldm2(out_dir: Path, seed: int, device: str = "cpu") -> dict:
         ldm = LatentDiffusion(unet, vae, vocoder, scheduler, cond_dim=mae.config.embed_dim).to(device)
         mels, conds = {}, {}
         for kind, d in data.items():
+            d = {k: v[: cfg["n_used"]] for k, v in d.items()}
             m = torch.from_numpy(vocoder_mel(d["audio"])).to(device)  # (n, 64, T)
             pad = ldm.padded_frames(m.shape[2]) - m.shape[2]
             mels[kind] = F.pad(m, (0, pad), value=LOG_FLOOR).transpose(1, 2)[:, None]  # (n, 1, T', 64)
@@ -554,7 +557,7 @@ def train_audioldm2(out_dir: Path, seed: int, device: str = "cpu") -> dict:
         opt = torch.optim.AdamW(vae.parameters(), lr=cfg["vae_lr"], weight_decay=1e-4)
 
         def vae_step(kind, idx):
-            x = mels[kind][idx]
+            x = mels[kind][idx, :, : cfg["vae_frames"]]
             dist = vae.encode(x).latent_dist
             z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=gen).to(device)
             rec = vae.decode(z).sample
