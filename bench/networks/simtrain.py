@@ -498,7 +498,7 @@ def ldm_arch() -> dict:
 
 
 LDM_CONFIG = {"n_per_kind": N_PER_KIND, "n_used": 120, "vae_epochs": 4, "vae_frames": 224, "vae_lr": 2e-3,
-              "kl_weight": 1e-4, "unet_epochs": 5, "unet_lr": 1e-3, "batch_size": 16, "audiomae": "sim-audiomae"}
+              "kl_weight": 1e-4, "unet_epochs": 20, "unet_lr": 2e-3, "batch_size": 16, "audiomae": "sim-audiomae"}
 """n_used: clips per world (of the shared n_per_kind); vae_frames: the VAE trains on the first frames of each mel
 (it is convolutional; the UNet sees whole clips)."""
 

@@ -288,7 +288,11 @@ def _entry_spec(path: Path, i: int, entry: Any) -> WeightSpec:
     if not isinstance(desc, str):
         raise BenchError(f"{where}: field 'description' must be a string; fix it")
     origin = "trained on the simulator by `bench weights train-sim`" if sim is not None else "local entry"
-    return WeightSpec(name=name, file=file, kind="file", needed_by=(f"$BENCH_{network.upper().replace('-', '_')}_WEIGHTS={name}",),
+    if network in ("panns", "vggish", "clap"):
+        needed_by = f"${'BENCH_' + network.upper() + '_WEIGHTS'}={name}"
+    else:
+        needed_by = "tiny profiles of the C2F / LDM methods on simulated data" if sim is not None else f"{network} (local entry)"
+    return WeightSpec(name=name, file=file, kind="file", needed_by=(needed_by,),
                       description=desc or f"{network} weights ({origin})", sha256=sha,
                       hash_note=f"from {path.name} ({origin})", note=f"listed in {path}", network=network, arch=arch,
                       local=True, sim=sim)
