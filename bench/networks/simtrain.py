@@ -29,7 +29,10 @@ config is retrained on use (or refused with one line when training is not allowe
 longer matches its entry is refused with one line, never used.
 
 Determinism: one torch thread and deterministic algorithms while training, every random draw from the seed,
-safetensors files (sorted keys, no timestamps): the same seed and package versions give byte-identical files.
+safetensors files (sorted keys, no timestamps). Checked: two runs in one process give byte-identical files
+(tests/test_simtrain.py), and sim-clap, sim-audiomae and sim-audioldm2-vae/-unet were byte-identical across
+separate processes; sim-panns and sim-vggish were NOT always (their hashes changed between processes run under
+different machine load; the cause, presumably the CPU convolution kernels' code paths, is not pinned down yet).
 """
 
 from __future__ import annotations
