@@ -47,8 +47,20 @@ def collect_smoke_values(runs: Path, data_root=None, progress: bool = False, ech
     """Run the smoke cells into ``runs`` and return {dataset/method/subject/seed: {metric: value}}."""
     from bench.runner import plan_cells, run_cells
 
+    import os
+
     cells = plan_cells(SMOKE["methods"], SMOKE["datasets"], SMOKE["subjects"], SMOKE["seeds"], SMOKE["profile"], data_root=data_root)
-    summary = run_cells(cells, runs=runs, data_root=data_root, device=SMOKE["device"], progress=progress, echo=echo)
+    # The golden values were made without the simulator-trained networks (FD, FAD, KL, CLAP unavailable unless
+    # published weights are present); keep it so until they are regenerated with them.
+    previous = os.environ.get("BENCH_SIM_WEIGHTS")
+    os.environ["BENCH_SIM_WEIGHTS"] = "off"
+    try:
+        summary = run_cells(cells, runs=runs, data_root=data_root, device=SMOKE["device"], progress=progress, echo=echo)
+    finally:
+        if previous is None:
+            os.environ.pop("BENCH_SIM_WEIGHTS", None)
+        else:
+            os.environ["BENCH_SIM_WEIGHTS"] = previous
     values = {}
     for o in summary.outcomes:
         c = o.cell

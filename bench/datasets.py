@@ -193,6 +193,7 @@ class Dataset:
         out.info["probe_groups"] = self.spec.get("probe_groups", "stim_id")
         if self.spec.get("text_prompts") is not None:  # what prompt='text' methods read: not the catalogue itself
             out.info["text_prompts"] = self.spec["text_prompts"]
+        out.info["simulated"] = self.kind == "simulated"  # perceptual metrics pick the simulator-trained networks
         return out
 
     def prepared_subjects(self, root=None, scale: str = "default") -> list[str]:

@@ -46,8 +46,8 @@ def row_name(rec: dict, drop: tuple = ()) -> str:
     extras = [rec["config"]["profile"]]
     extras += [f"{k}={v}" for k, v in sorted(rec["config"].get("overrides", {}).items()) if k not in drop]
     label = f"{name} ({'; '.join(extras)})"
-    if info.get("backbone_weights") == "random-init":
-        label += " [random-init]"
+    if info.get("backbone_weights") in ("random-init", "sim-pretrained"):
+        label += f" [{info['backbone_weights']}]"
     return label
 
 
@@ -127,6 +127,7 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
     ceilings: dict[str, set[str]] = defaultdict(set)  # subject -> distinct noise ceilings (canonical JSON)
     versions, shas, n_seeds = set(), set(), defaultdict(set)
     random_rows: set[str] = set()
+    sim_metrics: set[str] = set()  # computed with networks trained on the simulator
     feature_pcc: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     conditional: dict[str, tuple] = {}  # row -> (row without p_gt / prompt, p_gt, prompt), for Table 3
     reference_rows: set[str] = set()
@@ -157,6 +158,8 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
             table[row][subj][m].append(metric_value(val))
             if val.get("status") != "ok":
                 reasons[m].add(_short_reason(val))
+            elif val.get("extra", {}).get("weights_origin") == "sim-pretrained":
+                sim_metrics.add(m)
             if "per_sample" in val:
                 per_sample[row][subj][m].append(np.array([float(x) for x in val["per_sample"]], dtype=np.float64))
 
@@ -210,6 +213,12 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
             f"Simulated data mirroring `{spec.get('mirrors', '?')}`: numbers are comparable between methods here, "
             "not with the paper's numbers on real fMRI."
         )
+    if sim_metrics:
+        lines.append("")
+        lines.append(
+            "Columns marked [sim-pretrained] are computed with small networks trained on the simulator "
+            "(`bench weights train-sim`), not the published PANNs / VGGish / CLAP: comparable between methods here only."
+        )
     lines.append("")
     lines.append(f"Listen and look: `bench report --dataset {ds_key}` writes `reports/{ds_key}/index.html` "
                  "(players and mel spectrograms per test stimulus, beside the ground truth).")
@@ -217,7 +226,7 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
 
     def render(cols, heading, rows):
         best = best_rows(cols, lambda row, m: summary(row, m)[0], rows)
-        header = ["Model"] + _headers(cols, metric_spec) + ["subjects", "seeds"]
+        header = ["Model"] + _headers(cols, metric_spec, sim_metrics) + ["subjects", "seeds"]
         out = [f"## {heading}", "", *_table_head(header)]
         for row in rows:
             ranked = len(rows) > 1 and not all(r in reference_rows for r in rows)
@@ -322,7 +331,7 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
         for nc in sorted(ceilings.get(subj, ())):
             lines += [_ceiling_line(json.loads(nc)), ""]
         cols = paper_cols + extra_cols
-        header = ["Model"] + _headers(cols, metric_spec)
+        header = ["Model"] + _headers(cols, metric_spec, sim_metrics)
         for rows, _suffix in row_groups:
             rows = [row for row in rows if subj in table[row]]
             if rows:
@@ -409,10 +418,11 @@ def _conditional_section(conditional, cols, summary, best_rows, metric_spec, spe
     return lines
 
 
-def _headers(cols, metric_spec) -> list[str]:
-    """Column titles with direction arrows ("PCC ↑"); families such as probe:mel read "Probe acc (mel) ↑"."""
+def _headers(cols, metric_spec, sim_metrics=frozenset()) -> list[str]:
+    """Column titles with direction arrows ("PCC ↑"); families such as probe:mel read "Probe acc (mel) ↑"; metrics
+    computed with simulator-trained networks are marked "[sim-pretrained]"."""
     return [f"{metric_spec(m).label if ':' not in m else _family_label(m, metric_spec)} "
-            f"{_arrow(metric_spec(m).higher_is_better)}" for m in cols]
+            f"{_arrow(metric_spec(m).higher_is_better)}" + (" [sim-pretrained]" if m in sim_metrics else "") for m in cols]
 
 
 def _table_head(header: list[str]) -> list[str]:

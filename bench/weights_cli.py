@@ -101,3 +101,27 @@ def weights_convert(
 
     out = W.convert(name, trust=trust, explicit=path)
     typer.echo(f"{name}: wrote {out}")
+
+
+@weights_app.command("train-sim")
+def weights_train_sim(
+    names: Optional[List[str]] = typer.Argument(None, help="Trainers to run (default: all; see bench.networks.simtrain)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the clips and of training."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    force: bool = typer.Option(False, "--force", help="Retrain even when a current checkpoint is cached."),
+):
+    """Train the networks of the simulator's world (small PANNs, VGGish, CLAP, ...) and add them to the local catalogue.
+
+    Cached under the weights folder by simulator version, trainer config and seed; simulated datasets score
+    FD, FAD, KL and CLAP with them by default (BENCH_SIM_WEIGHTS=auto trains them on first use).
+    """
+    from bench.device import resolve_device
+    from bench.networks import simtrain
+    from bench.networks.weights import local_catalogue_path
+
+    out = simtrain.train_sim(names or None, seed=seed, device=resolve_device(device), force=force,
+                             log=lambda line: typer.echo(line, err=True))
+    for entry, row in out.items():
+        state = f"trained in {row['seconds']:.0f} s" if row["trained"] else "cached"
+        typer.echo(f"{entry}: {row['sha256'][:12]}  {row['path']}  ({state})")
+    typer.echo(f"entries in {local_catalogue_path()}")

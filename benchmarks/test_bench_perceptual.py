@@ -5,8 +5,9 @@ Not part of the normal test run (``testpaths`` is ``tests``). Run with::
     .venv/bin/python -m pytest benchmarks/test_bench_perceptual.py --benchmark-only -q -s
 
 Full-size networks with random weights (timing does not depend on the values): PANNs Cnn14 16 kHz, VGGish and
-LAION CLAP (HTSAT-tiny + RoBERTa, the layout of 630k-audioset-best.pt), saved under the catalogue's file names in a
-temporary $BENCH_WEIGHTS and loaded through the normal path inside ``bench.networks.weights.unverified_for_tests``.
+LAION CLAP (HTSAT-tiny + RoBERTa, the layout of 630k-audioset-best.pt), saved in a temporary $BENCH_WEIGHTS as
+entries of its local catalogue (published architectures, their own sha256) and selected with $BENCH_PANNS_WEIGHTS,
+$BENCH_VGGISH_WEIGHTS and $BENCH_CLAP_WEIGHTS, so they load through the normal path.
 The networks are loaded once and warmed up on two clips before timing (``network_load_s``); the three runs below are
 measured side by side in one process, each on a fresh EvalContext:
 
@@ -36,7 +37,8 @@ N_CLIPS = max(10, round(150 * SCALE))
 SECONDS = 4.0
 SR = 16_000
 METRICS_RUN = ("fd", "fad", "kl", "clap")
-NAMES = ["panns-cnn14-16k", "vggish", "clap-630k-audioset"]
+ENTRIES = {"BENCH_PANNS_WEIGHTS": ("bench-panns", "panns", "cnn14.pth"), "BENCH_VGGISH_WEIGHTS": ("bench-vggish", "vggish", "vggish.pth"),
+           "BENCH_CLAP_WEIGHTS": ("bench-clap", "clap", "clap.pt")}
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +57,9 @@ def setup(tmp_path_factory):
     wdir = root / "weights"
     wdir.mkdir()
     torch.manual_seed(0)
-    torch.save({"iteration": 0, "model": Cnn14().state_dict()}, wdir / "Cnn14_16k_mAP=0.438.pth")
-    torch.save(VGGish().state_dict(), wdir / "vggish-10086976.pth")
-    torch.save({"epoch": 0, "state_dict": C.hf_to_laion(C.build_model().state_dict())}, wdir / "630k-audioset-best.pt")
+    torch.save({"iteration": 0, "model": Cnn14().state_dict()}, wdir / "cnn14.pth")
+    torch.save(VGGish().state_dict(), wdir / "vggish.pth")
+    torch.save({"epoch": 0, "state_dict": C.hf_to_laion(C.build_model().state_dict())}, wdir / "clap.pt")
 
     rng = np.random.default_rng(0)
     t = np.arange(int(SECONDS * SR)) / SR
@@ -76,16 +78,20 @@ def setup(tmp_path_factory):
     mp.delenv("BENCH_CLAP_WEIGHTS", raising=False)
     for spec in W.CATALOGUE:
         mp.delenv(spec.env_var, raising=False)
+    for env, (name, network, file) in ENTRIES.items():
+        mp.setenv(env, name)
+    W.add_local_entries([{"name": name, "file": file, "sha256": W.sha256_of(wdir / file, fresh=True), "network": network,
+                          "arch": None, "description": "random weights, published architecture (benchmark)"}
+                         for name, network, file in ENTRIES.values()])
     device = resolve_device(os.environ.get("BENCH_DEVICE", "cpu"))
-    with W.unverified_for_tests(NAMES):
-        NC.clear_loaded()
-        t0 = time.perf_counter()
-        nets = [NC.load_network(kind, device=device) for kind in ("panns", "vggish", "clap")]
-        load_s = time.perf_counter() - t0
-        for net in nets:  # warm-up (first-call allocations), outside the timed runs
-            E.embed_audio(net, rec_b[:2])
-        yield dict(split=split, rec_a=rec_a, rec_b=rec_b, root=root, device=device, load_s=load_s)
-        NC.clear_loaded()
+    NC.clear_loaded()
+    t0 = time.perf_counter()
+    nets = [NC.load_network(kind, device=device) for kind in ("panns", "vggish", "clap")]
+    load_s = time.perf_counter() - t0
+    for net in nets:  # warm-up (first-call allocations), outside the timed runs
+        E.embed_audio(net, rec_b[:2])
+    yield dict(split=split, rec_a=rec_a, rec_b=rec_b, root=root, device=device, load_s=load_s)
+    NC.clear_loaded()
     mp.undo()
 
 

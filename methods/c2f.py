@@ -44,7 +44,9 @@ Stages
 
 Backbones: ``backbone="pretrained"`` (paper profile) loads AudioMAE (catalogue entry "audiomae") and LAION CLAP
 (``bench.networks.cache.weights_name("clap")``) and raises a one-line BenchError naming the missing file;
-``backbone="tiny"`` builds random-init tiny ones (``AudioMAEConfig.tiny()``, ``bench.networks.clap.tiny_config``
+``backbone="tiny"`` on simulated data loads the simulator-trained sim-audiomae and sim-clap (``bench weights
+train-sim``, trained on first use; records say ``backbone_weights: sim-pretrained``), elsewhere (or with
+``BENCH_SIM_WEIGHTS=off``) builds random-init tiny ones (``AudioMAEConfig.tiny()``, ``bench.networks.clap.tiny_config``
 with a 512-d projection) from the seed; records say ``backbone_weights: random-init``.
 
 API for the LDM methods (fine_ldm / c2f_ldm)::
@@ -178,10 +180,27 @@ def check_pretrained_available() -> None:
     W.require(weights_name("clap"), "C2F decoding (CLAP semantic targets, methods.c2f)")
 
 
-def load_backbones(kind: str, *, device: str, seed: int) -> Backbones:
+def load_backbones(kind: str, *, device: str, seed: int, simulated: bool = False) -> Backbones:
+    """``simulated`` (the training data is simulated): the tiny backbones are the simulator-trained sim-audiomae and
+    sim-clap (``bench weights train-sim``; unless ``$BENCH_SIM_WEIGHTS=off``), else random-init."""
     import torch
 
     from bench.networks.audiomae import AudioMAE, AudioMAEConfig, load_audiomae
+    from bench.networks.cache import sim_mode
+
+    if kind == "tiny" and simulated and sim_mode() != "off":
+        from bench.errors import UnavailableError
+        from bench.networks.cache import load_network
+        from bench.networks.simtrain import load_sim_audiomae
+
+        what = "C2F decoding on simulated data (tiny profile)"
+        try:
+            mae, mae_spec = load_sim_audiomae(what, device=device)
+            net = load_network("clap", what, device=device, simulated=True)
+        except UnavailableError as exc:
+            raise BenchError(f"{exc} (or BENCH_SIM_WEIGHTS=off for random-init backbones)") from None
+        return Backbones(mae, net.model, "sim-pretrained", f"audiomae-{mae_spec.sha256[:16]}", net.key,
+                         {"audiomae": mae_spec.name, "clap": net.weights})
 
     if kind == "pretrained":
         from bench.networks import weights as W
@@ -206,7 +225,7 @@ def load_backbones(kind: str, *, device: str, seed: int) -> Backbones:
         cfg.audio_config.projection_dim = SEMANTIC_DIM
         cfg.text_config.projection_dim = SEMANTIC_DIM
         clap = ClapNetwork(build_model(cfg).to(device))
-        clap.smoke_byte_tokens = True  # random-init text tower: no real tokenizer needed for smoke runs
+        clap.byte_tokens = True  # random-init text tower: no real tokenizer needed for smoke runs
     return Backbones(mae, clap, "random-init", f"audiomae-tiny-s{seed}", f"clap-tiny-s{seed}",
                      {"audiomae": "random-init AudioMAEConfig.tiny()", "clap": "random-init tiny_config() 512-d"})
 
@@ -379,7 +398,8 @@ def fit_acoustic_stage(train, *, config: AcousticConfig, device: str = "cpu", ra
     cfg = config
     rng = set_seed(random_state)
     if backbones is None:
-        backbones = load_backbones(cfg.backbone, device=device, seed=int(random_state))
+        backbones = load_backbones(cfg.backbone, device=device, seed=int(random_state),
+                                   simulated=bool(getattr(train, "info", {}).get("simulated", False)))
     stage = AcousticStage(cfg, backbones, device)
     mae = backbones.audiomae
     stage.n_patch = n_patch_for(train, mae.config)

@@ -16,7 +16,9 @@
    sample's label; "audio" -> CLAP audio embeddings of the dataset's ``prompt`` split, averaged into one vector. The
    prompt embedding replaces the decoded semantic embedding s as the acoustic decoder's input.
 
-Profiles: ``tiny`` (random-init tiny AudioMAE / CLAP / LDM, CPU seconds, 5 DDIM steps); ``paper`` (pretrained
+Profiles: ``tiny`` (tiny AudioMAE / CLAP / LDM, CPU seconds, 5 DDIM steps: on simulated data the simulator-trained
+sim-audiomae, sim-clap, sim-audioldm2-vae and -unet of ``bench weights train-sim``, labelled ``sim-pretrained``;
+random-init elsewhere or with ``BENCH_SIM_WEIGHTS=off``); ``paper`` (pretrained
 AudioMAE, CLAP and AudioLDM2: cvssp/audioldm2 for sound and music, anhnct/audioldm2_gigaspeech for speech; the
 LDM lr 1e-4, batch 8, 30 epochs, 200 DDIM steps, guidance 2.5 -- AudioLDM2's defaults, not stated in the paper).
 """
@@ -116,11 +118,21 @@ class _LDMMethod(Method):
                     epochs=self.acoustic_epochs, lr=self.acoustic_lr)
         return C2FDecoder(**base).acoustic_config()
 
-    def _ldm_parts(self, dataset: str, seed: int):
+    def _ldm_parts(self, dataset: str, seed: int, simulated: bool = False):
         import torch
 
         from bench.networks.audioldm2 import build_ldm, load_ldm
+        from bench.networks.cache import sim_mode
 
+        if self.backbone == "tiny" and simulated and sim_mode() != "off":
+            from bench.errors import UnavailableError
+            from bench.networks.simtrain import load_sim_ldm
+
+            try:
+                parts, names = load_sim_ldm(f"method {self.name} on simulated data (tiny profile)", seed=seed)
+            except UnavailableError as exc:
+                raise BenchError(f"{exc} (or BENCH_SIM_WEIGHTS=off for a random-init LDM)") from None
+            return parts, "sim-pretrained", {"ldm": f"{names['vae']} + {names['unet']} (vocoder random-init)"}, "as-is"
         if self.backbone == "tiny":
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
@@ -152,7 +164,8 @@ class _LDMMethod(Method):
         if self.backbone == "pretrained":
             check_pretrained_available()
         X = check_fmri(train.fmri, "train.fmri")
-        parts, self.ldm_weights_state_, self.ldm_sources_, cond_tokens = self._ldm_parts(train.dataset, self.random_state_)
+        parts, self.ldm_weights_state_, self.ldm_sources_, cond_tokens = self._ldm_parts(
+            train.dataset, self.random_state_, simulated=bool(getattr(train, "info", {}).get("simulated", False)))
         self.stage_ = fit_acoustic_stage(train, config=self._acoustic_config(), device=self.device_,
                                          random_state=self.random_state_, work_dir=self.work_dir_, progress=progress)
         rng = set_seed(self.random_state_ + 1)
@@ -270,7 +283,7 @@ class _LDMMethod(Method):
         features = {"acoustic": c.reshape(len(c), -1).astype(np.float32), "mel": mel.reshape(len(mel), -1)}
         if s is not None:
             features["semantic"] = s
-        weights = "pretrained" if (st.backbones.weights == "pretrained" and self.ldm_weights_state_ == "pretrained") else "random-init"
+        weights = st.backbones.weights if st.backbones.weights == self.ldm_weights_state_ else "random-init"
         h = self.history_
         info = {"backbone_weights": weights, "vocoder": voc_info, "prompt": self.prompt, "p_gt": self.p_gt,
                 "ddim_steps": self.ddim_steps, "guidance_scale": self.guidance_scale,

@@ -23,7 +23,9 @@ With fewer rows than dimensions (150 clips vs 2048-d) the Frechet distance is co
 centred data (:func:`frechet_in_span`): every difference vector lies there, so the means' distance and the
 covariances' traces and tr sqrt(S_a S_b) are unchanged, and the eigen-decompositions shrink from D to N_a + N_b.
 
-Every result's ``extra`` records the weights used (catalogue name, sha256 prefix, whether a published hash matched).
+Every result's ``extra`` records the weights used (catalogue name, sha256 prefix, whether a catalogue hash matched,
+and their origin: ``weights_origin`` "sim-pretrained" for the networks trained on the simulator, which simulated
+datasets use by default -- see ``bench.networks.cache.weights_name``).
 """
 
 from __future__ import annotations
@@ -69,8 +71,9 @@ def _network(ctx: EvalContext, kind: str, what: str):
     from bench.networks.cache import load_network
     from metrics.embeddings import context_device
 
+    simulated = bool(getattr(ctx.test, "info", {}).get("simulated", False))
     try:
-        return load_network(kind, what, context_device(ctx))
+        return load_network(kind, what, context_device(ctx), simulated=simulated)
     except UnavailableError as exc:
         return MetricResult.unavailable(str(exc), weights=exc.weights)
 

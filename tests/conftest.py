@@ -34,6 +34,11 @@ def _isolated_env(request, monkeypatch, session_data_root, empty_weights_dir, tm
         monkeypatch.setenv("HF_HUB_CACHE", str(empty))
         for key in [k for k in os.environ if k.startswith("BENCH_WEIGHT_")]:
             monkeypatch.delenv(key)
+    for key in ("BENCH_PANNS_WEIGHTS", "BENCH_VGGISH_WEIGHTS", "BENCH_CLAP_WEIGHTS"):
+        monkeypatch.delenv(key, raising=False)
+    # Simulated datasets would train the simulator's networks on first use (minutes); tests that want them
+    # train them in a fixture (tests/test_simtrain.py) and set BENCH_SIM_WEIGHTS themselves.
+    monkeypatch.setenv("BENCH_SIM_WEIGHTS", "off")
     yield
 
 

@@ -1,8 +1,7 @@
 """FD, FAD, KL and CLAP registry entries: unavailable without weights, numbers with random tiny weights, caches.
 
-Random weights are saved under the real file names in a temporary $BENCH_WEIGHTS and used inside
-``bench.networks.weights.unverified_for_tests`` (the explicit, code-only switch that lifts the catalogue's sha256 for the
-named entries and selects tiny architectures); outside it the same files fail their hash check.
+Random tiny weights are entries of a local catalogue (``$BENCH_WEIGHTS/catalogue.json``, with their sha256 and tiny
+architectures), selected as a user would: ``$BENCH_PANNS_WEIGHTS``, ``$BENCH_VGGISH_WEIGHTS``, ``$BENCH_CLAP_WEIGHTS``.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from bench.networks import vggish as V
 
 SR = 16_000
 NAMES = ["panns-cnn14-16k", "vggish", "clap-630k-audioset"]
+TINY_ENTRIES = {"BENCH_PANNS_WEIGHTS": "tiny-panns", "BENCH_VGGISH_WEIGHTS": "tiny-vggish", "BENCH_CLAP_WEIGHTS": "tiny-clap"}
 
 
 def _split(n_clips=5, seconds=2.0, dataset="tinyds", version="v1"):
@@ -69,30 +69,55 @@ def _calibrated_cnn14():
     return net.eval()
 
 
+def _tiny_clap_arch() -> dict:
+    from bench.networks import clap as C
+
+    cfg = C.tiny_config()
+    keep_t = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+              "max_position_embeddings", "type_vocab_size", "layer_norm_eps", "pad_token_id")
+    keep_a = ("patch_embeds_hidden_size", "depths", "num_attention_heads", "hidden_size", "window_size", "num_hidden_layers",
+              "enable_fusion")
+    return {"text_config": {k: getattr(cfg.text_config, k) for k in keep_t},
+            "audio_config": {k: getattr(cfg.audio_config, k) for k in keep_a}, "projection_dim": cfg.projection_dim,
+            "tokenizer": "bytes"}
+
+
 @pytest.fixture(scope="module")
 def tiny_files(tmp_path_factory):
-    """Random tiny weights under the catalogue's file names (PANNs with a numpy 'sampler', LAION-style CLAP .pt)."""
+    """Random tiny weights as local catalogue entries (PANNs with a numpy 'sampler', a LAION-style CLAP .pt)."""
     pytest.importorskip("transformers")
+    import hashlib
+    import json
+
     from bench.networks import clap as C
 
     folder = tmp_path_factory.mktemp("weights")
+    (folder / "tiny").mkdir()
     torch.manual_seed(0)
     torch.save({"iteration": 1, "model": _calibrated_cnn14().state_dict(), "sampler": {"indexes": np.arange(3)}},
-               folder / "Cnn14_16k_mAP=0.438.pth")
+               folder / "tiny" / "cnn14.pth")
     vggish = V.VGGish(**V.TINY)
     for m in vggish.modules():  # He initialisation keeps the signal's scale through the ReLUs
         if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
             torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-    torch.save(vggish.state_dict(), folder / "vggish-10086976.pth")
-    torch.save({"epoch": 1, "state_dict": C.hf_to_laion(C.build_model(C.tiny_config()).state_dict())}, folder / "630k-audioset-best.pt")
+    torch.save(vggish.state_dict(), folder / "tiny" / "vggish.pth")
+    torch.save({"epoch": 1, "state_dict": C.hf_to_laion(C.build_model(C.tiny_config()).state_dict())}, folder / "tiny" / "clap.pt")
+    entries = []
+    for name, file, network, arch in (("tiny-panns", "cnn14.pth", "panns", P.TINY), ("tiny-vggish", "vggish.pth", "vggish", V.TINY),
+                                      ("tiny-clap", "clap.pt", "clap", _tiny_clap_arch())):
+        digest = hashlib.sha256((folder / "tiny" / file).read_bytes()).hexdigest()
+        entries.append({"name": name, "file": f"tiny/{file}", "sha256": digest, "network": network,
+                        "arch": json.loads(json.dumps(arch)), "description": f"random tiny {network} for tests"})
+    (folder / "catalogue.json").write_text(json.dumps({"format": 1, "entries": entries}))
     return folder
 
 
 @pytest.fixture
 def tiny_weights(tiny_files, no_weights, monkeypatch):
     monkeypatch.setenv("BENCH_WEIGHTS", str(tiny_files))
-    with W.unverified_for_tests(NAMES, arch={"panns-cnn14-16k": P.TINY, "vggish": V.TINY}):
-        yield tiny_files
+    for env, name in TINY_ENTRIES.items():
+        monkeypatch.setenv(env, name)
+    yield tiny_files
     NC.clear_loaded()
 
 
@@ -136,7 +161,8 @@ def test_numbers_with_random_weights(tiny_weights):
     assert abs(same["fd"].value) < 1e-6 and abs(same["fad"].value) < 1e-6
     assert abs(same["kl"].value) < 1e-4 and same["clap"].value == pytest.approx(1.0, abs=1e-5)
     assert same["kl"].per_sample.shape == (10,) and same["clap"].per_sample.shape == (10,)
-    assert same["fd"].extra["weights"] == "panns-cnn14-16k" and same["fd"].extra["weights_verified"] is False
+    assert same["fd"].extra["weights"] == "tiny-panns" and same["fd"].extra["weights_verified"] is True
+    assert same["fd"].extra["weights_origin"] == "local" and same["clap"].extra["weights"] == "tiny-clap"
     assert "fad_inf" in same["fd"].extra and same["fd"].extra["n_reference"] == 10
     assert same["fad"].extra["n_reference"] == 20  # two 0.96-s patches per 2-s clip
     assert same["kl"].extra["probabilities"] == "softmax" and same["kl:sigmoid"].extra["probabilities"] == "sigmoid"
@@ -153,14 +179,55 @@ def test_numbers_with_random_weights(tiny_weights):
     assert json["status"] == "ok" and len(json["per_sample"]) == 10
 
 
-def test_a_real_mismatch_is_not_hidden(tiny_files, no_weights, monkeypatch):
-    monkeypatch.setenv("BENCH_WEIGHTS", str(tiny_files))
+def test_a_real_mismatch_is_not_hidden(tiny_files, no_weights, monkeypatch, tmp_path):
+    import shutil
+
     split = _split()
+    wdir = tmp_path / "w"
+    shutil.copytree(tiny_files, wdir)
+    monkeypatch.setenv("BENCH_WEIGHTS", str(wdir))
+    shutil.copy(wdir / "tiny" / "cnn14.pth", wdir / "Cnn14_16k_mAP=0.438.pth")  # a small file under the real name
     with pytest.raises(BenchError, match="the catalogue expects e2ee543a"):
         _evaluate("fd", _ctx(split.audio, split))
-    with W.unverified_for_tests(["vggish"], arch={"vggish": V.TINY}):  # lifting one entry leaves the others checked
-        with pytest.raises(BenchError, match="the catalogue expects e2ee543a"):
-            _evaluate("kl", _ctx(split.audio, split))
+    monkeypatch.setenv("BENCH_VGGISH_WEIGHTS", "tiny-vggish")  # choosing one entry leaves the others checked
+    with pytest.raises(BenchError, match="the catalogue expects e2ee543a"):
+        _evaluate("kl", _ctx(split.audio, split))
+    with open(wdir / "tiny" / "vggish.pth", "ab") as fh:
+        fh.write(b"\0")  # a local entry's file that changed
+    with pytest.raises(BenchError, match="tiny-vggish: .* the local catalogue expects"):
+        _evaluate("fad", _ctx(split.audio, split))
+
+
+def test_simulated_data_uses_sim_entries_and_real_data_never_does(tiny_files, no_weights, monkeypatch, tmp_path):
+    import shutil
+
+    from bench.networks import simtrain
+
+    split = _split()
+    split.info["simulated"] = True
+    monkeypatch.setenv("BENCH_SIM_WEIGHTS", "cached")  # use what is trained, train nothing
+    res = _evaluate("fd", _ctx(split.audio, split))["fd"]
+    assert res.status == "unavailable" and "needs sim-panns" in res.reason and "bench weights train-sim" in res.reason
+
+    wdir = tmp_path / "w"
+    shutil.copytree(tiny_files, wdir)
+    monkeypatch.setenv("BENCH_WEIGHTS", str(wdir))
+    tiny = next(s for s in W.local_entries() if s.name == "tiny-panns")
+    sim = {"sim_version": simtrain._sim_version(), "config": simtrain.config_key("panns"), "seed": 0, "trainer": "panns"}
+    W.add_local_entries([{"name": "sim-panns", "file": tiny.file, "sha256": tiny.sha256, "network": "panns",
+                          "arch": tiny.arch, "description": "stands in for a trained one", "sim": sim}])
+    res = _evaluate("fd", _ctx(split.audio, split))["fd"]
+    assert res.status == "ok" and res.extra["weights"] == "sim-panns" and res.extra["weights_origin"] == "sim-pretrained"
+
+    split.info["simulated"] = False  # real data: the published file or nothing, never the simulator's
+    res = _evaluate("fd", _ctx(split.audio, split))["fd"]
+    assert res.status == "unavailable" and "Cnn14_16k_mAP=0.438.pth" in res.reason
+
+    split.info["simulated"] = True
+    W.add_local_entries([{"name": "sim-panns", "file": tiny.file, "sha256": tiny.sha256, "network": "panns",
+                          "arch": tiny.arch, "description": "old", "sim": dict(sim, sim_version="0")}])
+    res = _evaluate("fd", _ctx(split.audio, split))["fd"]  # trained for another simulator version: not used
+    assert res.status == "unavailable" and "another simulator version" in res.reason
 
 
 def test_reference_features_are_cached_per_clip_set(tiny_weights, monkeypatch, tmp_path):
@@ -232,7 +299,7 @@ def test_clap_entry_can_be_chosen(no_weights, monkeypatch):
     res = _evaluate("clap", _ctx(_split().audio, _split()))["clap"]
     assert "laion/clap-htsat-unfused folder at $BENCH_WEIGHTS/clap-htsat-unfused" in res.reason
     monkeypatch.setenv("BENCH_CLAP_WEIGHTS", "vggish")
-    with pytest.raises(BenchError, match="is not a CLAP entry"):
+    with pytest.raises(BenchError, match="is a vggish entry, not LAION CLAP"):
         NC.weights_name("clap")
 
 

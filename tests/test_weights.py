@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 
 import numpy as np
@@ -97,21 +98,102 @@ def test_hf_folders_and_snapshots(places, tmp_path, monkeypatch):
     assert "cvssp/audioldm2" in reason and "$BENCH_WEIGHTS/audioldm2" in reason
 
 
-def test_hash_check_and_the_test_override(places):
+def test_hash_check(places):
     spec = W.get_spec("panns-cnn14-16k")
     (places / spec.file).write_bytes(b"not the real checkpoint")
     found = W.find(spec)
     with pytest.raises(BenchError, match=r"has sha256 [0-9a-f]{16}\.\.\., the catalogue expects e2ee543a27919542"):
         W.check(found)
-    with W.unverified_for_tests(["panns-cnn14-16k"]):
-        state = W.check(found)
-        assert state.ok is None and W.expected_sha256(spec) is None
-        assert "TEST OVERRIDE" in W.status_rows(names=["panns-cnn14-16k"])[0].state
-    with pytest.raises(BenchError, match="the catalogue expects"):  # the override does not outlive its block
-        W.check(found)
     digest = hashlib.sha256(b"not the real checkpoint").hexdigest()
     assert W.hash_state(found).sha256 == digest
     assert digest in (W._cache_file()).read_text()  # remembered on disk
+
+
+def _entry(name="my-panns", file="mine/cnn14.safetensors", payload=b"weights", **kw):
+    return {"name": name, "file": file, "sha256": hashlib.sha256(payload).hexdigest(), "network": "panns",
+            "arch": None, "description": "my fine-tuned Cnn14", **kw}
+
+
+def test_local_catalogue_adds_entries(places):
+    assert W.local_entries() == () and W.local_catalogue_path() == places / "catalogue.json"
+    (places / "mine").mkdir()
+    (places / "mine" / "cnn14.safetensors").write_bytes(b"weights")
+    path = W.add_local_entries([_entry(arch={"channels": [4, 4, 8, 8, 8, 16], "classes_num": 11})])
+    assert path == places / "catalogue.json" and not list(places.glob(".catalogue.json*"))  # written atomically
+    spec = W.get_spec("my-panns")
+    assert spec.local and spec.network == "panns" and spec.origin == "local" and spec.arch["classes_num"] == 11
+    assert W.architecture("my-panns") == spec.arch and W.architecture("panns-cnn14-16k") is None
+    found = W.find(spec)
+    assert found.path == places / "mine" / "cnn14.safetensors" and found.where == "local catalogue"
+    assert W.check(found).ok is True  # a local entry is always verified
+    assert "my-panns" in [r.spec.name for r in W.status_rows(hashes=False)]
+    W.add_local_entries([_entry(description="replaced")])  # same name: replaced, not duplicated
+    assert [s.description for s in W.local_entries()] == ["replaced"]
+    (places / "mine" / "cnn14.safetensors").write_bytes(b"changed")
+    with pytest.raises(BenchError, match=r"my-panns: .*cnn14\.safetensors has sha256 .* the local catalogue expects"):
+        W.check(W.find(spec))
+    (places / "mine" / "cnn14.safetensors").unlink()
+    assert W.find(spec) is None
+    with pytest.raises(UnavailableError, match=r"needs my-panns .*cnn14\.safetensors is missing"):
+        W.require("my-panns", "FD")
+    with pytest.raises(BenchError, match="local entry"):
+        W.fetch("my-panns")
+    with pytest.raises(BenchError, match=r"unknown weights 'my-pann'. Did you mean 'my-panns'"):
+        W.get_spec("my-pann")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"sha256": "abc"}, "field 'sha256' must be 64 lower-case hex digits"),
+    ({"network": "resnet"}, "field 'network' must be one of panns, vggish, clap"),
+    ({"name": "vggish"}, "'name' is a built-in catalogue entry"),
+    ({"name": "Bad Name"}, "field 'name' must be lower-case"),
+    ({"file": "/abs/path.pth"}, "field 'file' must be a path relative to"),
+    ({"file": "../outside.pth"}, "field 'file' must be a path relative to"),
+    ({"arch": [1, 2]}, "field 'arch' must be an object"),
+    ({"colour": "red"}, "unknown field\\(s\\) colour"),
+])
+def test_local_catalogue_refuses_bad_entries(places, change, message):
+    with pytest.raises(BenchError, match=message):
+        W.add_local_entries([{**_entry(), **change}])
+    assert not (places / "catalogue.json").exists()  # nothing half-written
+    (places / "catalogue.json").write_text(json.dumps({"format": 1, "entries": [{**_entry(), **change}]}))
+    with pytest.raises(BenchError, match=r"catalogue\.json: entry .*" + message):
+        W.local_entries()
+
+
+def test_local_catalogue_file_errors(places):
+    (places / "catalogue.json").write_text("{not json")
+    with pytest.raises(BenchError, match=r"local weights catalogue .*catalogue\.json is corrupt"):
+        W.get_spec("anything")
+    (places / "catalogue.json").write_text(json.dumps({"entries": []}))
+    with pytest.raises(BenchError, match=r"must be \{\"format\": 1"):
+        W.local_entries()
+    (places / "catalogue.json").write_text(json.dumps({"format": 1, "entries": [_entry(), _entry()]}))
+    with pytest.raises(BenchError, match="'my-panns' appears more than once"):
+        W.local_entries()
+
+
+def test_network_selection_by_environment(places, monkeypatch):
+    from bench.networks import cache as NC
+
+    assert NC.weights_name("panns") == "panns-cnn14-16k" and NC.weights_name("vggish") == "vggish"
+    W.add_local_entries([_entry(), {**_entry(name="sim-panns"), "sim": {"sim_version": "1", "config": "x", "seed": 0}}])
+    monkeypatch.setenv("BENCH_PANNS_WEIGHTS", "my-panns")
+    assert NC.weights_name("panns") == "my-panns" and NC.weights_name("panns", simulated=True) == "my-panns"
+    monkeypatch.setenv("BENCH_VGGISH_WEIGHTS", "my-panns")
+    with pytest.raises(BenchError, match=r"BENCH_VGGISH_WEIGHTS=my-panns is a panns entry, not VGGish; choose one of vggish"):
+        NC.weights_name("vggish")
+    monkeypatch.setenv("BENCH_PANNS_WEIGHTS", "sim-panns")
+    with pytest.raises(BenchError, match="trained on the simulator and scores simulated datasets only"):
+        NC.weights_name("panns")  # real data never gets simulator weights
+    monkeypatch.delenv("BENCH_PANNS_WEIGHTS")
+    monkeypatch.setenv("BENCH_SIM_WEIGHTS", "auto")
+    assert NC.weights_name("panns", simulated=True) == "sim-panns"  # the default on simulated data
+    monkeypatch.setenv("BENCH_SIM_WEIGHTS", "off")
+    assert NC.weights_name("panns", simulated=True) == "panns-cnn14-16k"
+    monkeypatch.setenv("BENCH_SIM_WEIGHTS", "sometimes")
+    with pytest.raises(BenchError, match=r"BENCH_SIM_WEIGHTS=sometimes is not one of auto, cached, off"):
+        NC.weights_name("panns", simulated=True)
 
 
 def test_safe_loading(tmp_path):
@@ -138,23 +220,24 @@ def test_safe_loading(tmp_path):
 
 
 def test_convert_needs_trust_and_writes_safetensors(places):
-    spec = W.get_spec("panns-cnn14-16k")
+    spec = W.get_spec("clap-630k-audioset")  # no published hash: any file of that name may be converted
     src = places / spec.file
-    torch.save({"iteration": 1, "model": {"fc1.weight": torch.arange(6.0).reshape(2, 3)}, "sampler": _PanSampler()}, src)
-    with pytest.raises(BenchError, match="pass --trust only for a file from https://zenodo.org"):
-        W.convert("panns-cnn14-16k", trust=False)
+    torch.save({"epoch": 1, "state_dict": {"fc1.weight": torch.arange(6.0).reshape(2, 3)}, "sampler": _PanSampler()}, src)
+    with pytest.raises(BenchError, match="pass --trust only for a file from https://huggingface.co/lukewys"):
+        W.convert("clap-630k-audioset", trust=False)
+    out = W.convert("clap-630k-audioset", trust=True)
+    assert out == places / "630k-audioset-best.safetensors"
+    assert W.load_checkpoint_file(out)["fc1.weight"].tolist() == [[0, 1, 2], [3, 4, 5]]
+    found = W.find(spec)
+    assert found.path == src and found.load_path == out
+    original_sha = W.sha256_of(src)
+    src.unlink()
+    found = W.find(spec)
+    assert found.converted_only and W.identity(found) == original_sha  # features keep their cache key
+    panns = W.get_spec("panns-cnn14-16k")
+    torch.save({"model": {"w": torch.zeros(1)}, "sampler": _PanSampler()}, places / panns.file)
     with pytest.raises(BenchError, match="the catalogue expects"):  # trust is not given to a file failing its hash
         W.convert("panns-cnn14-16k", trust=True)
-    with W.unverified_for_tests(["panns-cnn14-16k"]):
-        out = W.convert("panns-cnn14-16k", trust=True)
-        assert out == places / "Cnn14_16k_mAP=0.438.safetensors"
-        assert W.load_checkpoint_file(out)["fc1.weight"].tolist() == [[0, 1, 2], [3, 4, 5]]
-        found = W.find(spec)
-        assert found.path == src and found.load_path == out
-        original_sha = W.sha256_of(src)
-        src.unlink()
-        found = W.find(spec)
-        assert found.converted_only and W.identity(found) == original_sha  # features keep their cache key
     with pytest.raises(BenchError, match="Hugging Face folder"):
         W.convert("clap-htsat-unfused", trust=True)
 

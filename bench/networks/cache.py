@@ -1,7 +1,7 @@
 """A process cache of loaded pretrained networks, handed to callers frozen (eval mode, no gradients).
 
-``load_network(kind)`` finds the catalogue entry of a perceptual network (PANNs Cnn14, VGGish, CLAP), checks its
-file (hash, keys, shapes), builds the module once per (network, file, device) and keeps the last few loaded.
+``load_network(kind)`` finds the catalogue entry of a perceptual network (PANNs Cnn14, VGGish, CLAP; which one:
+:func:`weights_name`), checks its file (hash, keys, shapes), builds the module once per (network, file, device) and keeps the last few loaded.
 Metrics and methods share it, so a cell that scores CLAP and decodes CLAP targets loads CLAP once.
 """
 
@@ -16,24 +16,64 @@ from bench.errors import BenchError, UnavailableError
 KINDS = ("panns", "vggish", "clap")
 LABELS = {"panns": "PANNs Cnn14 (16 kHz)", "vggish": "VGGish", "clap": "LAION CLAP"}
 DEFAULT_WEIGHTS = {"panns": "panns-cnn14-16k", "vggish": "vggish", "clap": "clap-630k-audioset"}
-CLAP_ENV = "BENCH_CLAP_WEIGHTS"
+SIM_WEIGHTS = {"panns": "sim-panns", "vggish": "sim-vggish", "clap": "sim-clap"}
+ENV = {"panns": "BENCH_PANNS_WEIGHTS", "vggish": "BENCH_VGGISH_WEIGHTS", "clap": "BENCH_CLAP_WEIGHTS"}
+CLAP_ENV = ENV["clap"]
+SIM_MODE_ENV = "BENCH_SIM_WEIGHTS"
+SIM_MODES = ("auto", "cached", "off")
 _MAX_LOADED = 3
 
 
-def weights_name(kind: str) -> str:
-    """Catalogue entry a network loads: fixed for PANNs and VGGish; ``$BENCH_CLAP_WEIGHTS`` or the default for CLAP."""
+def sim_mode() -> str:
+    """``$BENCH_SIM_WEIGHTS``: what simulated datasets score with when no entry is chosen explicitly.
+
+    auto (default): the simulator-trained networks, trained on first use; cached: them only when already trained
+    (else the metric is unavailable); off: the published networks, as for real datasets.
+    """
+    mode = os.environ.get(SIM_MODE_ENV, "auto").strip() or "auto"
+    if mode not in SIM_MODES:
+        raise BenchError(f"${SIM_MODE_ENV}={mode} is not one of {', '.join(SIM_MODES)}; fix or unset it")
+    return mode
+
+
+def weights_name(kind: str, simulated: bool = False) -> str:
+    """Catalogue entry a network loads.
+
+    ``$BENCH_PANNS_WEIGHTS`` / ``$BENCH_VGGISH_WEIGHTS`` / ``$BENCH_CLAP_WEIGHTS`` name any entry of that network
+    (built-in or local); otherwise simulated data (``simulated``) uses the simulator-trained entry
+    (``SIM_WEIGHTS``, unless ``$BENCH_SIM_WEIGHTS=off``) and real data the published one. Real data never gets a
+    simulator-trained network: choosing one for it is an error, and a missing published file stays missing.
+    """
     from bench.networks import weights as W
 
     if kind not in KINDS:
         raise BenchError(f"unknown network {kind!r}; known: {', '.join(KINDS)}")
-    if kind == "clap" and os.environ.get(CLAP_ENV):
-        name = os.environ[CLAP_ENV].strip()
-        spec = W.get_spec(name)
-        if not spec.name.startswith("clap"):
-            raise BenchError(f"${CLAP_ENV}={name} is not a CLAP entry; choose one of "
-                             f"{', '.join(s.name for s in W.CATALOGUE if s.name.startswith('clap'))}")
-        return name
+    env = ENV[kind]
+    chosen = os.environ.get(env, "").strip()
+    if chosen == SIM_WEIGHTS[kind] and simulated:
+        return chosen  # may not be trained yet: load_network trains or refuses
+    if chosen:
+        spec = W.get_spec(chosen) if chosen != SIM_WEIGHTS[kind] else None
+        if spec is None:
+            raise BenchError(f"${env}={chosen} is trained on the simulator and scores simulated datasets only; unset it "
+                             f"for real data (the published {DEFAULT_WEIGHTS[kind]} is used there)")
+        if spec.network != kind:
+            raise BenchError(f"${env}={chosen} is a {spec.network or 'non-network'} entry, not {LABELS[kind]}; choose one of "
+                             f"{', '.join(s.name for s in W.all_specs() if s.network == kind)}")
+        if spec.sim is not None and not simulated:
+            raise BenchError(f"${env}={chosen} is trained on the simulator and scores simulated datasets only; unset it "
+                             f"for real data (the published {DEFAULT_WEIGHTS[kind]} is used there)")
+        return chosen
+    if simulated and sim_mode() != "off":
+        return SIM_WEIGHTS[kind]
     return DEFAULT_WEIGHTS[kind]
+
+
+def _sim_spec(kind: str, name: str, what: str):
+    """The simulator-trained entry ``name``, training it first when ``$BENCH_SIM_WEIGHTS`` allows (UnavailableError otherwise)."""
+    from bench.networks import simtrain
+
+    return simtrain.ensure_entry(name, what, train=sim_mode() == "auto")
 
 
 @dataclass
@@ -47,6 +87,7 @@ class Network:
     model: Any
     device: str
     source: str
+    origin: str = "published"
 
     @property
     def key(self) -> str:
@@ -54,7 +95,8 @@ class Network:
 
     def info(self) -> dict:
         """What a metric's result records about the weights."""
-        return {"weights": self.weights, "weights_sha256": self.sha256[:16], "weights_verified": self.verified}
+        return {"weights": self.weights, "weights_sha256": self.sha256[:16], "weights_verified": self.verified,
+                "weights_origin": self.origin}
 
 
 _LOADED: dict[tuple, Network] = {}
@@ -73,9 +115,10 @@ def freeze(module):
     return module
 
 
-def load_network(kind: str, what: str | None = None, device: str | None = "cpu") -> Network:
+def load_network(kind: str, what: str | None = None, device: str | None = "cpu", simulated: bool = False) -> Network:
     """The network with its weights, loaded once per process and frozen.
 
+    simulated: the data scored is simulated (see :func:`weights_name`; may train the simulator's networks first).
     Raises UnavailableError (weights missing, or transformers missing for CLAP) with a one-line reason naming the
     file and the place; BenchError for a hash mismatch or a file that does not match the network.
     """
@@ -88,16 +131,16 @@ def load_network(kind: str, what: str | None = None, device: str | None = "cpu")
 
         if importlib.util.find_spec("transformers") is None or importlib.util.find_spec("safetensors") is None:
             raise UnavailableError(f"{what} needs the transformers and safetensors packages: pip install 'transformers>=4.31' safetensors")
-    name = weights_name(kind)
-    spec = W.get_spec(name)
+    name = weights_name(kind, simulated)
+    spec = W.get_spec(name) if name != SIM_WEIGHTS[kind] else _sim_spec(kind, name, what)
     found = W.find(spec)
     if found is None:
         reason = W.missing_reason(spec, what)
-        if kind == "clap":
+        if kind == "clap" and not spec.local:
             reason += f"; or set {CLAP_ENV}=clap-htsat-unfused to use the Hugging Face folder"
         raise UnavailableError(reason, weights=name)
     state = W.check(found)
-    arch = W.architecture(name)
+    arch = spec.arch
     device = resolve_device(device)
     cache_key = (kind, name, str(found.load_path), state.sha256, device, repr(arch))
     if cache_key in _LOADED:
@@ -119,8 +162,8 @@ def load_network(kind: str, what: str | None = None, device: str | None = "cpu")
             if f is not None:
                 tok = f.path
                 break
-        model = load_clap(found.load_path, device=device, tokenizer_source=tok)
-    net = Network(kind, name, state.sha256, bool(state.ok), model, device, str(found.load_path))
+        model = load_clap(found.load_path, device=device, tokenizer_source=tok, arch=arch)
+    net = Network(kind, name, state.sha256, bool(state.ok), model, device, str(found.load_path), spec.origin)
     if hasattr(model, "parameters"):
         freeze(model)
     elif hasattr(getattr(model, "model", None), "parameters"):

