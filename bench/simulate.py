@@ -984,7 +984,7 @@ def _subject(seed: int, kind: str, subject: str, p: dict, x_low, pos_low, x_high
 
 
 _DESIGN = {"sound": _design_sound, "music": _design_music, "speech": _design_speech}
-_LABELS = {"sound": SOUND_LABELS, "music": GENRES, "speech": VOICES}
+LABELS = {"sound": SOUND_LABELS, "music": GENRES, "speech": VOICES}
 
 
 def simulate(kind: str, subjects: list[str], seed: int, params: dict) -> tuple[ClipTable, dict[str, PreparedSubject], dict]:
@@ -1020,7 +1020,7 @@ def simulate(kind: str, subjects: list[str], seed: int, params: dict) -> tuple[C
         "seed": seed,
         "sim_version": SIM_VERSION,
         "kind": kind,
-        "labels": list(_LABELS[kind]),
+        "labels": list(LABELS[kind]),
         "attributes": list(ATTRIBUTES[kind]),
         "n_low_features": int(x_low.shape[1]),
         "n_high_features": int(x_high.shape[1]),
@@ -1061,12 +1061,12 @@ def fresh_clips(kind: str, n: int, seed: int) -> dict[str, np.ndarray]:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise BenchError(f"n must be a positive integer, got {n!r}")
     rng = _rng(seed, kind, "pretrain")
-    labels = _balanced_labels(rng, int(n), _LABELS[kind])
+    labels = _balanced_labels(rng, int(n), LABELS[kind])
     length = int(round(CLIP_SECONDS[kind] * SR))
     audio = np.empty((int(n), length), np.float32)
     attrs = np.empty((int(n), len(ATTRIBUTES[kind])))
     for i, li in enumerate(labels):
-        label = _LABELS[kind][li]
+        label = LABELS[kind][li]
         crng = _rng(seed, kind, "pretrain", i)
         if kind == "sound":
             x, a = _SOUND_SYNTH[label](crng, int(SOUND_STIM_S * SR))
@@ -1078,6 +1078,6 @@ def fresh_clips(kind: str, n: int, seed: int) -> dict[str, np.ndarray]:
         start = int(crng.integers(0, len(x) - length + 1))
         audio[i] = x[start : start + length]
         attrs[i] = a if np.ndim(a) == 1 else np.asarray(a)[min(start // length, len(a) - 1)]
-    label_names = np.array([_LABELS[kind][li] for li in labels], dtype=object)
+    label_names = np.array([LABELS[kind][li] for li in labels], dtype=object)
     captions = np.array([caption(kind, lab, att) for lab, att in zip(label_names, attrs)], dtype=object)
     return {"audio": audio, "label": label_names, "attrs": attrs, "caption": captions}

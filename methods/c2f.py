@@ -186,7 +186,7 @@ def load_backbones(kind: str, *, device: str, seed: int, simulated: bool = False
     import torch
 
     from bench.networks.audiomae import AudioMAE, AudioMAEConfig, load_audiomae
-    from bench.networks.cache import sim_mode
+    from bench.networks.simtrain import sim_mode
 
     if kind == "tiny" and simulated and sim_mode() != "off":
         from bench.errors import UnavailableError

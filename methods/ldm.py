@@ -122,7 +122,7 @@ class _LDMMethod(Method):
         import torch
 
         from bench.networks.audioldm2 import build_ldm, load_ldm
-        from bench.networks.cache import sim_mode
+        from bench.networks.simtrain import sim_mode
 
         if self.backbone == "tiny" and simulated and sim_mode() != "off":
             from bench.errors import UnavailableError

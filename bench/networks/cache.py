@@ -19,21 +19,7 @@ DEFAULT_WEIGHTS = {"panns": "panns-cnn14-16k", "vggish": "vggish", "clap": "clap
 SIM_WEIGHTS = {"panns": "sim-panns", "vggish": "sim-vggish", "clap": "sim-clap"}
 ENV = {"panns": "BENCH_PANNS_WEIGHTS", "vggish": "BENCH_VGGISH_WEIGHTS", "clap": "BENCH_CLAP_WEIGHTS"}
 CLAP_ENV = ENV["clap"]
-SIM_MODE_ENV = "BENCH_SIM_WEIGHTS"
-SIM_MODES = ("auto", "cached", "off")
 _MAX_LOADED = 3
-
-
-def sim_mode() -> str:
-    """``$BENCH_SIM_WEIGHTS``: what simulated datasets score with when no entry is chosen explicitly.
-
-    auto (default): the simulator-trained networks, trained on first use; cached: them only when already trained
-    (else the metric is unavailable); off: the published networks, as for real datasets.
-    """
-    mode = os.environ.get(SIM_MODE_ENV, "auto").strip() or "auto"
-    if mode not in SIM_MODES:
-        raise BenchError(f"${SIM_MODE_ENV}={mode} is not one of {', '.join(SIM_MODES)}; fix or unset it")
-    return mode
 
 
 def weights_name(kind: str, simulated: bool = False) -> str:
@@ -64,6 +50,8 @@ def weights_name(kind: str, simulated: bool = False) -> str:
             raise BenchError(f"${env}={chosen} is trained on the simulator and scores simulated datasets only; unset it "
                              f"for real data (the published {DEFAULT_WEIGHTS[kind]} is used there)")
         return chosen
+    from bench.networks.simtrain import sim_mode
+
     if simulated and sim_mode() != "off":
         return SIM_WEIGHTS[kind]
     return DEFAULT_WEIGHTS[kind]
@@ -73,7 +61,7 @@ def _sim_spec(kind: str, name: str, what: str):
     """The simulator-trained entry ``name``, training it first when ``$BENCH_SIM_WEIGHTS`` allows (UnavailableError otherwise)."""
     from bench.networks import simtrain
 
-    return simtrain.ensure_entry(name, what, train=sim_mode() == "auto")
+    return simtrain.ensure_entry(name, what, train=simtrain.sim_mode() == "auto")
 
 
 @dataclass

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -46,6 +47,22 @@ from typing import Callable
 import numpy as np
 
 from bench.errors import BenchError, UnavailableError
+
+SIM_MODE_ENV = "BENCH_SIM_WEIGHTS"
+SIM_MODES = ("auto", "cached", "off")
+
+
+def sim_mode() -> str:
+    """``$BENCH_SIM_WEIGHTS``: what simulated datasets score with when no entry is chosen explicitly.
+
+    auto (default): the simulator-trained networks, trained on first use; cached: them only when already trained
+    (else the metric is unavailable); off: the published networks, as for real datasets.
+    """
+    mode = os.environ.get(SIM_MODE_ENV, "auto").strip() or "auto"
+    if mode not in SIM_MODES:
+        raise BenchError(f"${SIM_MODE_ENV}={mode} is not one of {', '.join(SIM_MODES)}; fix or unset it")
+    return mode
+
 
 Trainer = Callable[[Path, int, str], dict]
 
@@ -193,9 +210,9 @@ def train_sim(names: list[str] | None = None, *, seed: int = DEFAULT_SEED, devic
 
 def label_space() -> tuple[str, ...]:
     """The 16 labels of the simulator's worlds, "<kind>/<label>", in a fixed order."""
-    from bench.simulate import _LABELS, KINDS
+    from bench.simulate import LABELS, KINDS
 
-    return tuple(f"{k}/{lab}" for k in KINDS for lab in _LABELS[k])
+    return tuple(f"{k}/{lab}" for k in KINDS for lab in LABELS[k])
 
 
 _WORLD: dict[tuple, dict] = {}
@@ -610,7 +627,6 @@ register("audioldm2", train_audioldm2, entries=("sim-audioldm2-vae", "sim-audiol
 def _sim_file(entry: str, what: str):
     """(spec, path) of a simulator-trained entry, trained first when ``$BENCH_SIM_WEIGHTS`` is auto."""
     from bench.networks import weights as W
-    from bench.networks.cache import sim_mode
 
     spec = ensure_entry(entry, what, train=sim_mode() == "auto")
     found = W.find(spec)
