@@ -37,6 +37,7 @@ simulator (:mod:`bench.networks.park_sim`), Griffin-Lim and top-k 4 (see ``_TINY
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
@@ -68,6 +69,22 @@ class Networks:
         self.features, self.net, self.melgan, self.key, self.sources, self.weights = features, net, melgan, key, sources, weights
 
 
+ENTRIES_ENV = "BENCH_PARK_ENTRIES"
+
+
+def entry_names() -> dict[str, str]:
+    """The catalogue entry of each Park network role: the published entries, or the ones ``$BENCH_PARK_ENTRIES``
+    names (``role=entry,...``, e.g. ``vggishish=my-vggishish`` for a checkpoint of your own in the local catalogue)."""
+    chosen = {role: role for role in ENTRIES}
+    spec = os.environ.get(ENTRIES_ENV, "").strip()
+    for pair in filter(None, (p.strip() for p in spec.split(","))):
+        role, sep, entry = pair.partition("=")
+        if not sep or role.strip() not in chosen or not entry.strip():
+            raise BenchError(f"${ENTRIES_ENV}: {pair!r} must be ROLE=ENTRY with ROLE one of {', '.join(ENTRIES)}; fix it")
+        chosen[role.strip()] = entry.strip()
+    return chosen
+
+
 def load_networks(backbone: str, *, vocoder: str, device: str, sim_seed: int = 0) -> Networks:
     """``pretrained``: the catalogue files (a missing one is a one-line error naming it); ``sim``: the simulator-trained
     files (trained once, see bench.networks.park_sim). Networks are built from each entry's architecture."""
@@ -85,10 +102,11 @@ def load_networks(backbone: str, *, vocoder: str, device: str, sim_seed: int = 0
         from bench.networks import weights as W
 
         needed = ENTRIES if vocoder == "melgan" else ENTRIES[:3]
-        found = {name: W.require(name, f"Park et al. (methods.park, {name})") for name in needed}
-        digests = {name: W.check(f).sha256[:12] for name, f in found.items()}
-        paths = {name: f.load_path for name, f in found.items()}
-        arch = {name: W.architecture(name) for name in needed}
+        chosen = entry_names()
+        found = {role: W.require(chosen[role], f"Park et al. (methods.park, {role})") for role in needed}
+        digests = {role: W.check(f).sha256[:12] for role, f in found.items()}
+        paths = {role: f.load_path for role, f in found.items()}
+        arch = {role: W.architecture(chosen[role]) for role in needed}
         key, weights = "park-" + "-".join(digests[n] for n in ENTRIES[:3]), "pretrained"
     else:
         raise BenchError(f"unknown Park backbone {backbone!r}; use 'pretrained' or 'sim'")

@@ -164,13 +164,24 @@ def test_condition_preparation_inflates_and_fills():
 
 @pytest.fixture
 def fake_weights(tmp_path, monkeypatch):
+    """The random checkpoints as entries of a local catalogue (their sha256 and small architectures), chosen for
+    Park's roles through $BENCH_PARK_ENTRIES: the way a user runs Park with checkpoints of their own."""
+    import hashlib
+
     from bench.networks import weights as W
 
-    _save_all(tmp_path / "w")
-    monkeypatch.setenv("BENCH_WEIGHTS", str(tmp_path / "w"))
-    names = ("vggishish", "vggishish-mel-stats", "park-conv5_3-transformer", "melgan-vggsound")
-    with W.unverified_for_tests(names, arch=_arch()):
-        yield
+    folder = _save_all(tmp_path / "w")
+    monkeypatch.setenv("BENCH_WEIGHTS", str(folder))
+    arch = _arch()
+    files = {"vggishish": ("vggishish16.pt", "vggishish"),
+             "vggishish-mel-stats": ("train_means_stds_melspec_10s_22050hz.txt", "vggishish-mel-stats"),
+             "park-conv5_3-transformer": ("park_conv5_3_transformer.ckpt", "park-conv5_3-transformer"),
+             "melgan-vggsound": ("best_netG.pt", "melgan")}
+    W.add_local_entries([{"name": f"test-{role}", "file": file, "network": network, "arch": arch.get(role),
+                          "sha256": hashlib.sha256((folder / file).read_bytes()).hexdigest(),
+                          "description": f"random {role} for tests"} for role, (file, network) in files.items()])
+    monkeypatch.setenv("BENCH_PARK_ENTRIES", ",".join(f"{role}=test-{role}" for role in files))
+    yield
 
 
 def _splits(ds_name, seconds=None):
@@ -246,7 +257,17 @@ def test_bad_settings_are_one_line_errors(tiny_catalogue, fake_weights, tmp_path
     with pytest.raises(BenchError, match=r"'n_repetitions' must be 'auto' or an int"):
         Park.from_profile("paper", {"n_repetitions": 0}).fit(train)
     # a checkpoint in the wrong layout is named with its file
-    (tmp_path / "w" / "park_conv5_3_transformer.ckpt").write_bytes((tmp_path / "w" / "best_netG.pt").read_bytes())
+    import hashlib
+
+    from bench.networks import weights as W
+
+    bad = tmp_path / "w" / "park_conv5_3_transformer.ckpt"
+    with pytest.raises(BenchError, match=r"park_conv5_3_transformer\.ckpt has sha256 .* the local catalogue expects"):
+        bad.write_bytes((tmp_path / "w" / "best_netG.pt").read_bytes())
+        Park.from_profile("paper").fit(train)
+    entry = next(e for e in W.local_entries() if e.name == "test-park-conv5_3-transformer")
+    W.add_local_entries([{"name": entry.name, "file": bad.name, "network": "park-conv5_3-transformer", "arch": entry.arch,
+                          "sha256": hashlib.sha256(bad.read_bytes()).hexdigest(), "description": "wrong layout"}])
     with pytest.raises(BenchError, match=r"park_conv5_3_transformer\.ckpt has no Lightning 'state_dict'"):
         Park.from_profile("paper").fit(train)
 

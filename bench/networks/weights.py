@@ -279,7 +279,8 @@ CATALOGUE: tuple[WeightSpec, ...] = (
     ),
 )
 
-NETWORKS = ("panns", "vggish", "clap", "audiomae", "audioldm2", "audioldm2-vae", "audioldm2-unet", "tokenizer")
+NETWORKS = ("panns", "vggish", "clap", "audiomae", "audioldm2", "audioldm2-vae", "audioldm2-unet", "tokenizer",
+            "vggishish", "vggishish-mel-stats", "park-conv5_3-transformer", "melgan")
 """Network kinds an entry can load into."""
 
 _BY_NAME = {s.name: s for s in CATALOGUE}
