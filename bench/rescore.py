@@ -40,15 +40,20 @@ def family(key: str) -> str:
 
 def newly_available(record: dict) -> list[str]:
     """Metric keys recorded as unavailable for lack of weights that are found now (``bench rescore`` can score them)."""
+    from bench.networks import cache
     from bench.networks import weights as W
 
+    kind_of = {entry: kind for names in (cache.DEFAULT_WEIGHTS, cache.SIM_WEIGHTS) for kind, entry in names.items()}
+    simulated = (record.get("dataset") or {}).get("kind") == "simulated"
     out = []
     for key, entry in sorted(record.get("metrics", {}).items()):
         name = entry.get("weights") if entry.get("status") != "ok" else None
         if not name:
             continue
         try:
-            found = W.find(name)
+            # the entry the metric's network would load now ($BENCH_<NET>_WEIGHTS may choose another than recorded)
+            now = cache.weights_name(kind_of[name], simulated) if name in kind_of else name
+            found = W.find(now)
         except BenchError:
             found = None
         if found is not None:

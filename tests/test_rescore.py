@@ -92,26 +92,32 @@ def test_weights_added_after_a_run_rescore_and_run_points_to_it(record, tmp_path
     rec = json.loads(record.read_text())
     assert rec["metrics"]["fd"]["status"] == "unavailable" and rec["metrics"]["fd"]["weights"] == "panns-cnn14-16k"
     assert newly_available(rec) == []
+    import hashlib
+
     weights = tmp_path / "weights"
     weights.mkdir()
     torch.manual_seed(0)
-    torch.save({"model": P.Cnn14(**P.TINY).eval().state_dict()}, weights / "Cnn14_16k_mAP=0.438.pth")
+    torch.save({"model": P.Cnn14(**P.TINY).eval().state_dict()}, weights / "cnn14-tiny.pth")
     monkeypatch.setenv("BENCH_WEIGHTS", str(weights))
+    # a Cnn14 of the user's own, added to the local catalogue and chosen for PANNs after the run
+    W.add_local_entries([{"name": "tiny-panns", "file": "cnn14-tiny.pth", "network": "panns", "arch": P.TINY,
+                          "sha256": hashlib.sha256((weights / "cnn14-tiny.pth").read_bytes()).hexdigest(),
+                          "description": "random tiny Cnn14"}])
+    monkeypatch.setenv("BENCH_PANNS_WEIGHTS", "tiny-panns")
     E.clear_loaded()
     runs = tmp_path / "runs"
-    with W.unverified_for_tests(["panns-cnn14-16k"], arch={"panns-cnn14-16k": P.TINY}):
-        assert newly_available(rec) == ["fd", "kl", "kl:sigmoid"]
-        args = ["run", "--method", "lir", "--dataset", "tiny-speech", "--no-references", "--runs", str(runs),
-                "--no-leaderboard"]
-        result = CliRunner().invoke(app, args)
-        assert result.exit_code == 0, result.output
-        assert ("1 skipped cell(s) recorded fd, kl, kl:sigmoid as unavailable and the weights are found now; "
-                "score them without retraining: bench rescore --method lir --dataset tiny-speech") in result.output
-        _never_fit(monkeypatch)
-        result = CliRunner().invoke(app, ["rescore", "--method", "lir", "--dataset", "tiny-speech", "--runs", str(runs),
-                                          "--out", str(tmp_path / "lb"), "--device", "cpu"])
-        assert result.exit_code == 0, result.output
-        assert "1 rescored, 0 up to date" in result.output
+    assert newly_available(rec) == ["fd", "kl", "kl:sigmoid"]
+    args = ["run", "--method", "lir", "--dataset", "tiny-speech", "--no-references", "--runs", str(runs),
+            "--no-leaderboard"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert ("1 skipped cell(s) recorded fd, kl, kl:sigmoid as unavailable and the weights are found now; "
+            "score them without retraining: bench rescore --method lir --dataset tiny-speech") in result.output
+    _never_fit(monkeypatch)
+    result = CliRunner().invoke(app, ["rescore", "--method", "lir", "--dataset", "tiny-speech", "--runs", str(runs),
+                                      "--out", str(tmp_path / "lb"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "1 rescored, 0 up to date" in result.output
     after = json.loads(record.read_text())
     assert after["metrics"]["fd"]["status"] == "ok" and after["metrics"]["kl:sigmoid"]["status"] == "ok"
     assert after["metrics"]["pcc"] == rec["metrics"]["pcc"]
