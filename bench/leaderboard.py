@@ -55,6 +55,9 @@ def is_random_init(rec: dict) -> bool:
     return rec.get("method_info", {}).get("backbone_weights") == "random-init"
 
 
+_DISTRIBUTION_METRICS = ("fd", "fad")  # compare two sets of clips, not pairs
+
+
 def is_reference(rec: dict) -> bool:
     return bool(rec.get("method_info", {}).get("reference"))
 
@@ -131,6 +134,10 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
     feature_pcc: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     conditional: dict[str, tuple] = {}  # row -> (row without p_gt / prompt, p_gt, prompt), for Table 3
     reference_rows: set[str] = set()
+    # Shuffling the test stimuli leaves the set of clips unchanged: a set-level metric (FD, FAD) of the chance row
+    # is 0 by construction and says nothing about a floor, so it is not shown.
+    shuffled_rows: set[str] = set()
+    set_level: set[str] = set()
     stale: dict[str, str] = {}
     current_fp: dict = {}
     for r in recs:
@@ -138,6 +145,10 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
         info = r.get("method_info", {})
         if is_reference(r):
             reference_rows.add(row)
+        if r["config"]["method"] == "chance":
+            shuffled_rows.add(row)
+        set_level.update(m for m, val in r["metrics"].items()
+                         if m.split(":")[0] in _DISTRIBUTION_METRICS and val.get("status") == "ok")
         note = _stale_note(r, current_fp)
         if note:
             stale.setdefault(row, note)
@@ -180,6 +191,8 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
     ) if r]
 
     def summary(row, m):
+        if row in shuffled_rows and m in set_level:
+            return None, None, 0
         vals = [subject_mean(row, s, m) for s in table[row]]
         vals = [v for v in vals if v is not None]
         if not vals:
@@ -239,6 +252,11 @@ def _dataset_markdown(ds_key, spec, recs, cat, METRICS, metric_spec) -> str:
         if suffix:
             lines.append("")
         lines += render(paper_cols, "Reconstruction (the paper's Tables 1-2 columns)" + suffix, rows)
+    hidden = [m for m in paper_cols if m in set_level] if shuffled_rows else []
+    if hidden:
+        lines.append("")
+        lines.append(f"Chance row: {', '.join(metric_spec(m).label for m in hidden)} compare the reconstructions and the "
+                     "stimuli as two sets, which shuffling leaves equal (0 by construction), so they are not shown there.")
     if stale:
         lines.append("")
         lines.append("† stale: " + "; ".join(f"{row}: {note}" for row, note in sorted(stale.items()))

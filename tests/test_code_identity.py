@@ -222,8 +222,17 @@ def test_oracle_and_chance_rows_bracket_a_method(tiny_catalogue, tmp_path):
     assert "Ground truth (vocoder) (tiny)" in md and "Chance (shuffled stimuli) (tiny)" in md
     from bench.records import iter_records
 
-    pcc = {r["config"]["method"]: r["metrics"]["pcc"]["value"] for r in iter_records(tmp_path / "runs")}
+    records = iter_records(tmp_path / "runs")
+    pcc = {r["config"]["method"]: r["metrics"]["pcc"]["value"] for r in records}
     assert pcc["oracle"] > pcc["lir"] > pcc["chance"]
+    # FD compares two sets of clips: shuffling keeps the set, so the chance row's FD (0 by construction) is not shown
+    from bench.leaderboard import build_tables
+
+    for r in records:
+        r["metrics"]["fd"] = {"status": "ok", "value": 0.0 if r["config"]["method"] == "chance" else 5.0}
+    md = build_tables(records)["tiny-speech"]
+    chance_row = next(line for line in md.splitlines() if line.startswith("| Chance (shuffled stimuli) (tiny)"))
+    assert chance_row.split(" | ")[3] == "n/a" and "Chance row: FD compare" in md
 
 
 def test_chance_never_maps_a_stimulus_to_itself():
