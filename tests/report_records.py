@@ -35,6 +35,7 @@ def report_runs(tmp_path_factory, session_data_root):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BENCH_DATASETS_YAML", str(catalogue))
         mp.setenv("BENCH_DATA", str(session_data_root))
+        mp.setenv("BENCH_SIM_WEIGHTS", "off")  # no simulator networks to train for these records
         datasets._read_catalogue.cache_clear()
         try:
             cells = [Cell(m, REPORT_DATASET, REPORT_SUBJECT, 0, "tiny", overrides=FAST) for m in ("lir", "mlp", "oracle")]
