@@ -70,9 +70,6 @@ def _parse_grid(pairs: list[str] | None) -> dict:
     return out
 
 
-REFERENCE_METHODS = ("oracle", "chance")
-
-
 def _parse_seeds(spec: str) -> list[int]:
     """--seeds "0,1,2" -> [0, 1, 2]: at least one non-negative integer (numpy seeds cannot be negative)."""
     parts = [s.strip() for s in spec.split(",") if s.strip()]
@@ -145,6 +142,8 @@ def run(
     cells = plan_cells(methods, datasets, subj, seed_list, profile, scale, _parse_sets(set_), data_root,
                        grid=grid_values)
     if references:  # the same reference cells for every method run: computed once, then skipped
+        from methods.reference import REFERENCE_METHODS
+
         refs = [m for m in REFERENCE_METHODS if m not in methods]
         cells = plan_cells(refs, datasets, subj, seed_list, profile, scale, {}, data_root) + cells if refs else cells
     rdir = runs_dir(runs)

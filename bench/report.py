@@ -41,8 +41,6 @@ SIZE_BUDGET_BYTES = 50 * 2**20
 """An embedded report above this size (bytes) is still written, with a warning: a browser holds all of it in
 memory. A linked folder may be larger: its players load audio only when started (preload="none")."""
 
-REFERENCE_METHODS = ("oracle", "chance")
-"""Methods that are reference levels (truth through the vocoder; shuffled stimuli), not competitors."""
 
 GROUND_TRUTH = "ground-truth"
 IMAGE_VERSION = "mel-magma-2"  # part of the image cache key: change it when the images change
@@ -168,7 +166,7 @@ def _dataset_key(rec: dict) -> str:
 
 def _select(records, dataset, methods, subject, seed) -> tuple[list[_Column], list[str]]:
     """Columns in display order (methods, random-init, references), each with one record per subject."""
-    from bench.leaderboard import is_random_init, row_name
+    from bench.leaderboard import is_random_init, is_reference, row_name
 
     have = sorted({r["config"]["method"] for r in records})
     if methods:
@@ -192,7 +190,7 @@ def _select(records, dataset, methods, subject, seed) -> tuple[list[_Column], li
     for r in records:
         row = _row_label(r, row_name)
         by_row[row][r["config"]["subject"]].append(r)
-        group_of[row] = ("reference" if r["config"]["method"] in REFERENCE_METHODS
+        group_of[row] = ("reference" if is_reference(r)
                          else "random-init" if is_random_init(r) else "method")
     warnings: list[str] = []
     order = {"method": 0, "random-init": 1, "reference": 2}

@@ -17,6 +17,9 @@ from bench.networks.vocoder import VOCODER_PARAM_VALUES
 from bench.targets import vocoder_mels
 from methods.base import Interval, Method, Options, Reconstruction, check_fmri
 
+REFERENCE_METHODS = ("oracle", "chance")
+"""The registered names of the reference rows (records mark them ``method_info["reference"]``)."""
+
 
 class _Reference(Method):
     reference = True  # tabulated apart from the methods
