@@ -1,7 +1,14 @@
 """Drift check: rerun a pinned smoke configuration and compare every metric with golden values.
 
-The smoke configuration is fixed here (simulated datasets, tiny profile, one subject, seed 0, CPU)
-so a change in any method, metric or the simulator shows up as a readable diff and a non-zero exit.
+Two blocks, fixed here (tiny profile, one subject, seed 0, CPU), so a change in any method, metric or the
+simulator shows up as a readable diff and a non-zero exit:
+
+- ``SMOKE``: LiR, MLP and the reference rows on the three simulated datasets, scored with the published
+  networks' slots only (``BENCH_SIM_WEIGHTS=off``: FD, FAD, KL, CLAP unavailable without real weights);
+- ``EVERY``: every registered method on sim-sound, subject sim01, with the simulator-trained networks
+  (``BENCH_SIM_WEIGHTS=auto``: trained on first use in the weights folder), so FD, FAD, KL, CLAP are compared too,
+  and the learning verdicts of ``bench.learning`` are recorded: a method that stops (or starts) learning is drift.
+
 Golden values live in ``bench/golden/smoke.json`` (``leaderboards/golden/smoke.json`` in a checkout); ``bench check --update`` rewrites them.
 """
 
@@ -24,6 +31,25 @@ SMOKE = {
     "profile": "tiny",
     "device": "cpu",
 }
+EVERY = {
+    "methods": "every registered method",
+    "datasets": ["sim-sound"],
+    "subjects": ["sim01"],
+    "seeds": [0],
+    "profile": "tiny",
+    "device": "cpu",
+    "sim_weights": "auto",
+}
+EVERY_PREFIX = "sim-pretrained:"
+"""Keys of the EVERY block's values (the same cell as in SMOKE, scored with other networks, is another value)."""
+
+
+def every_methods() -> list[str]:
+    from methods import METHODS
+
+    return sorted(METHODS.names())
+
+
 # Shipped in the package; in a checkout leaderboards/golden/smoke.json is a symlink to it.
 GOLDEN_FILE = Path(str(resources.files("bench") / "golden" / "smoke.json"))
 
@@ -43,32 +69,50 @@ class Drift:
         return f"  {self.where:<34} {self.metric:<14} golden {g:<12} now {c:<12}{delta}"
 
 
-def collect_smoke_values(runs: Path, data_root=None, progress: bool = False, echo=print) -> dict:
-    """Run the smoke cells into ``runs`` and return {dataset/method/subject/seed: {metric: value}}."""
-    from bench.runner import plan_cells, run_cells
-
+def _run_block(block: dict, methods: list[str], sim_weights: str, runs: Path, data_root, progress, echo) -> list[dict]:
+    """Run one block's cells into ``runs`` with ``$BENCH_SIM_WEIGHTS`` set for the block; returns the records."""
     import os
 
-    cells = plan_cells(SMOKE["methods"], SMOKE["datasets"], SMOKE["subjects"], SMOKE["seeds"], SMOKE["profile"], data_root=data_root)
-    # The golden values were made without the simulator-trained networks (FD, FAD, KL, CLAP unavailable unless
-    # published weights are present); keep it so until they are regenerated with them.
+    from bench.runner import plan_cells, run_cells
+
+    cells = plan_cells(methods, block["datasets"], block["subjects"], block["seeds"], block["profile"], data_root=data_root)
     previous = os.environ.get("BENCH_SIM_WEIGHTS")
-    os.environ["BENCH_SIM_WEIGHTS"] = "off"
+    os.environ["BENCH_SIM_WEIGHTS"] = sim_weights
     try:
-        summary = run_cells(cells, runs=runs, data_root=data_root, device=SMOKE["device"], progress=progress, echo=echo)
+        summary = run_cells(cells, runs=runs, data_root=data_root, device=block["device"], progress=progress, echo=echo)
     finally:
         if previous is None:
             os.environ.pop("BENCH_SIM_WEIGHTS", None)
         else:
             os.environ["BENCH_SIM_WEIGHTS"] = previous
+    return [o.record for o in summary.outcomes]
+
+
+def _values(records: list[dict], prefix: str = "") -> dict:
     values = {}
-    for o in summary.outcomes:
-        c = o.cell
-        key = f"{c.dataset}/{c.method}/{c.subject}/seed{c.seed}"
-        values[key] = {
-            m: (None if v["status"] != "ok" else float(v["value"])) for m, v in sorted(o.record["metrics"].items())
-        }
+    for r in records:
+        c = r["config"]
+        key = f"{prefix}{c['dataset']}/{c['method']}/{c['subject']}/seed{c['seed']}"
+        values[key] = {m: (None if v["status"] != "ok" else float(v["value"])) for m, v in sorted(r["metrics"].items())}
     return values
+
+
+def collect_smoke_values(runs: Path, data_root=None, progress: bool = False, echo=print) -> tuple[dict, dict]:
+    """Run both blocks' cells under ``runs`` and return ({where: {metric: value}}, {where: {check: passed}})."""
+    from bench.learning import verdicts
+
+    runs = Path(runs)
+    smoke = _run_block(SMOKE, SMOKE["methods"], "off", runs / "smoke", data_root, progress, echo)
+    every = _run_block(EVERY, every_methods(), EVERY["sim_weights"], runs / "every", data_root, progress, echo)
+    learning: dict[str, dict] = {}
+    for v in verdicts(every):
+        learning.setdefault(v.where, {})[v.check] = v.passed
+    return {**_values(smoke), **_values(every, EVERY_PREFIX)}, learning
+
+
+def learning_lines(records_learning: dict) -> list[str]:
+    return [f"  {'learns' if ok else 'FAILS '}  {where:<36} {check}" for where, checks in sorted(records_learning.items())
+            for check, ok in sorted(checks.items())]
 
 
 def compare(golden: dict, current: dict) -> list[Drift]:
@@ -104,8 +148,10 @@ def read_golden(golden_file: Path = GOLDEN_FILE) -> dict:
         isinstance(v, dict) and all(x is None or isinstance(x, (int, float)) for x in v.values()) for v in values.values()
     ):
         raise BenchError(f"golden values file {golden_file} lacks a valid 'values' mapping of cell -> metric -> number; {restore}")
-    if golden.get("smoke") != SMOKE:
-        raise BenchError(f"{golden_file} was made for another smoke configuration; run `bench check --update` after review")
+    if golden.get("smoke") != SMOKE or golden.get("every") != {**EVERY, "methods": every_methods()}:
+        raise BenchError(f"{golden_file} was made for another smoke configuration or method list; run `bench check --update` after review")
+    if not isinstance(golden.get("learning"), dict):
+        raise BenchError(f"golden values file {golden_file} lacks the 'learning' verdicts; {restore}")
     return golden
 
 
@@ -128,22 +174,34 @@ def run_check(
     """
     golden = None if update else read_golden(golden_file)
     if runs is not None:
-        current = collect_smoke_values(Path(runs), data_root=data_root, progress=progress, echo=echo)
+        current, learning = collect_smoke_values(Path(runs), data_root=data_root, progress=progress, echo=echo)
     else:
         with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
-            current = collect_smoke_values(Path(tmp), data_root=data_root, progress=progress, echo=echo)
+            current, learning = collect_smoke_values(Path(tmp), data_root=data_root, progress=progress, echo=echo)
+    echo("learning on sim-sound (bench.learning; paired against the chance row):")
+    for line in learning_lines(learning):
+        echo(line)
     if update:
         # resolved: an atomic rename onto a symlink would replace the link, not the file it points to
-        write_json(golden_file.resolve(), {"smoke": SMOKE, "values": current})
+        write_json(golden_file.resolve(), {"smoke": SMOKE, "every": {**EVERY, "methods": every_methods()},
+                                           "values": current, "learning": learning})
         echo(f"golden values written to {golden_file} ({sum(len(v) for v in current.values())} metrics)")
         return 0
     drifts = compare(golden["values"], current)
+    changed = [(where, check, golden["learning"].get(where, {}).get(check), ok) for where, checks in learning.items()
+               for check, ok in checks.items() if golden["learning"].get(where, {}).get(check) != ok]
+    changed += [(where, check, ok, None) for where, checks in golden["learning"].items() for check, ok in checks.items()
+                if check not in learning.get(where, {})]
     n = sum(len(v) for v in current.values())
-    if drifts:
-        echo(f"DRIFT: {len(drifts)} of {n} metric values moved beyond tolerance:")
-        for d in drifts:
-            echo(d.line())
+    if drifts or changed:
+        if drifts:
+            echo(f"DRIFT: {len(drifts)} of {n} metric values moved beyond tolerance:")
+            for d in drifts:
+                echo(d.line())
+        for where, check, was, now in changed:
+            word = {True: "learns", False: "fails", None: "missing"}
+            echo(f"DRIFT: learning verdict {where} {check}: golden {word[was]}, now {word[now]}")
         echo("If the change is intended, run `bench check --update` and commit leaderboards/golden/smoke.json.")
         return 1
-    echo(f"ok: {n} metric values within tolerance of {golden_file.name}")
+    echo(f"ok: {n} metric values within tolerance of {golden_file.name}; learning verdicts unchanged")
     return 0

@@ -423,6 +423,32 @@ def check(
     raise typer.Exit(code)
 
 
+@app.command()
+def learning(
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Only these datasets (comma list; default: every record's)."),
+    runs: Optional[Path] = RunsDir,
+):
+    """Does each method learn? Verdicts from the records against the chance row of the same split (bench/learning.py);
+    exits 1 when any verdict fails."""
+    from bench.learning import verdicts
+    from bench.records import iter_records
+    from bench.runner import runs_dir
+
+    records = iter_records(runs_dir(runs))
+    if dataset:
+        wanted = {d.strip() for d in dataset.split(",") if d.strip()}
+        records = [r for r in records if r["config"]["dataset"] in wanted]
+    found = verdicts(records)
+    if not found:
+        raise BenchError(f"no record in {runs_dir(runs)} has a chance row of its split to compare with; "
+                         "run the cells with the reference rows (the default of `bench run`)")
+    for v in found:
+        typer.echo(v.line())
+    failed = [v for v in found if not v.passed]
+    typer.echo(f"{len(found) - len(failed)} of {len(found)} verdicts pass" + (f"; {len(failed)} fail" if failed else ""))
+    raise typer.Exit(1 if failed else 0)
+
+
 @app.command("list")
 def list_cmd():
     """List registered methods and metrics (imports no torch)."""

@@ -19,6 +19,20 @@ def session_data_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def sim_weights(tmp_path_factory):
+    """All built-in sim networks trained with their real settings (what `bench weights train-sim` does), once per
+    session: the simulator tests and the drift check over every method share them."""
+    from bench.networks import simtrain
+
+    folder = tmp_path_factory.mktemp("sim-weights")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("BENCH_WEIGHTS", str(folder))
+    simtrain.train_sim(seed=0)
+    mp.undo()
+    return folder
+
+
+@pytest.fixture(scope="session")
 def empty_weights_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("no-weights")
 

@@ -16,9 +16,20 @@ def golden():
 
 
 @pytest.fixture(scope="module")
-def smoke_runs(tmp_path_factory):
+def smoke_runs_dir(tmp_path_factory):
     """Smoke records shared by this module: the second check reuses (skips) the finished cells."""
     return tmp_path_factory.mktemp("smoke-runs")
+
+
+@pytest.fixture
+def smoke_runs(smoke_runs_dir, sim_weights, monkeypatch):
+    """The EVERY block scores with the simulator-trained networks: the session's, not trained again."""
+    from bench.networks import cache
+
+    monkeypatch.setenv("BENCH_WEIGHTS", str(sim_weights))
+    cache.clear_loaded()
+    yield smoke_runs_dir
+    cache.clear_loaded()
 
 
 @pytest.mark.slow
@@ -60,6 +71,30 @@ def test_check_fails_with_perturbed_golden_file(tmp_path, golden, smoke_runs):
     assert any(where in line and "psnr" in line for line in lines)
 
 
+@pytest.mark.slow
+def test_check_fails_when_a_learning_verdict_changes(tmp_path, golden, smoke_runs):
+    perturbed = copy.deepcopy(golden)
+    where, checks = sorted(perturbed["learning"].items())[0]
+    check = sorted(checks)[0]
+    checks[check] = not checks[check]
+    path = tmp_path / "smoke.json"
+    path.write_text(json.dumps(perturbed))
+    lines = []
+    assert run_check(golden_file=path, echo=lines.append, runs=smoke_runs) == 1
+    assert any(line.startswith(f"DRIFT: learning verdict {where} {check}") for line in lines), lines
+
+
+def test_every_registered_method_is_in_the_drift_check(golden):
+    """A newly registered method without golden values would escape the check: the golden file names them all."""
+    from methods import METHODS
+
+    assert golden["every"]["methods"] == sorted(METHODS.names())
+    assert {w.split("/")[1] for w in golden["values"] if w.startswith("sim-pretrained:")} == set(METHODS.names())
+    for where, metrics in golden["values"].items():
+        if where.startswith("sim-pretrained:") and "/chance/" not in where:
+            assert all(metrics.get(m) is not None for m in ("fd", "fad", "kl", "clap")), where
+
+
 @pytest.mark.parametrize("content", ['{"smoke": {"meth', "", '{"smoke": {}, "values": {"a": {"pcc": "x"}}}'])
 def test_damaged_golden_file_is_refused_before_any_smoke_cell(tmp_path, monkeypatch, content):
     import bench.check
@@ -89,9 +124,11 @@ def test_update_writes_through_a_symlinked_golden_file(tmp_path, monkeypatch):
     link = tmp_path / "smoke.json"
     link.symlink_to(real)
     values = {"sim-sound/lir/sim01/seed0": {"pcc": 0.5}}
-    monkeypatch.setattr(check, "collect_smoke_values", lambda *a, **k: values)
+    learning = {"sim-sound/lir/sim01/seed0": {"pcc": True}}
+    monkeypatch.setattr(check, "collect_smoke_values", lambda *a, **k: (values, learning))
     assert run_check(update=True, golden_file=link, echo=lambda *a: None, runs=tmp_path / "runs") == 0
     assert link.is_symlink() and json.loads(real.read_text())["values"] == values
+    assert json.loads(real.read_text())["learning"] == learning
 
 
 def test_golden_values_ship_in_the_package():

@@ -26,7 +26,7 @@ TOOLKIT = {
 HARNESS = {
     "bench.cli", "bench.runner", "bench.leaderboard", "bench.check", "bench.weights_cli", "bench.records",
     "bench.provenance", "bench.fingerprint", "bench.report", "bench.rescore", "bench.score", "bench.executors",
-    "bench.status",
+    "bench.status", "bench.learning",
 }
 
 

@@ -152,17 +152,6 @@ def test_tiny_profiles_use_sim_backbones_on_simulated_data(tiny_catalogue, tmp_p
 # the full trainers, once per session
 
 
-@pytest.fixture(scope="session")
-def sim_weights(tmp_path_factory):
-    """All built-in sim networks trained with their real settings (what `bench weights train-sim` does)."""
-    folder = tmp_path_factory.mktemp("sim-weights")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("BENCH_WEIGHTS", str(folder))
-    S.train_sim(seed=0)
-    mp.undo()
-    return folder
-
-
 @pytest.fixture
 def with_sim_weights(sim_weights, monkeypatch):
     monkeypatch.setenv("BENCH_WEIGHTS", str(sim_weights))
