@@ -108,6 +108,7 @@ def run(
     timeout_min: Optional[int] = typer.Option(None, "--timeout-min", help="Wall-clock limit per attempt (minutes; default 60)."),
     array_parallelism: Optional[int] = typer.Option(None, "--array-parallelism", help="Most tasks of one array running at once (default 16)."),
     max_requeues: Optional[int] = typer.Option(None, "--max-requeues", help="Requeues of a preempted or timed-out task (default 3)."),
+    cells_per_task: Optional[int] = typer.Option(None, "--cells-per-task", help="Cells run one after another in one task (default 1); packing short cells saves each task's Python and torch start-up."),
     slurm_extra: Optional[List[str]] = typer.Option(None, "--slurm-extra", help="Further sbatch option KEY=VALUE (repeatable), e.g. qos=high."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Write the sbatch scripts, submit nothing."),
     wait: bool = typer.Option(False, "--wait", help="Follow the submitted tasks to the end (progress bar and summary)."),
@@ -152,7 +153,8 @@ def run(
         from bench.executors import run_executor_command
 
         flags = dict(partition=partition, gpus_per_node=gpus_per_node, cpus_per_task=cpus_per_task, mem_gb=mem_gb,
-                     timeout_min=timeout_min, array_parallelism=array_parallelism, max_requeues=max_requeues)
+                     timeout_min=timeout_min, array_parallelism=array_parallelism, max_requeues=max_requeues,
+                     cells_per_task=cells_per_task)
         n_failed = run_executor_command(cells, kind=executor, runs=rdir, data_root=data_root, device=device,
                                         overwrite=overwrite, config_path=executor_config, flags=flags,
                                         slurm_extra=slurm_extra, dry_run=dry_run, wait=wait, reuse_stale=reuse_stale,

@@ -3,9 +3,11 @@ local processes, or in-process debugging).
 
 With an executor other than inline, the cells without a record are grouped by their resource request
 (``ResourceRequest``, from the flags and the ``--executor-config`` file) and each group is submitted as
-one job array, one cell per task. A task runs ``CellTask``: exactly ``bench.runner.run_cell`` (so a
-cell whose record exists is skipped and a record is written atomically), wrapped in three files beside
-the record (see ``bench.status``):
+one job array, one cell per task (``cells_per_task`` > 1 packs that many cells of one request into a
+task, run one after another: each task pays Python, torch and the imports once, which dominates cells
+of a few seconds; see the README's cluster section). A task runs ``CellTask``: for each of its cells
+exactly ``bench.runner.run_cell`` (so a cell whose record exists is skipped and a record is written
+atomically), wrapped in three files beside the record (see ``bench.status``):
 
 - ``<record stem>.running``: JSON (node, job id, attempt, start time), rewritten every
   ``HEARTBEAT_S`` seconds while the task lives and removed when it ends;
@@ -56,7 +58,8 @@ class ResourceRequest:
     mem_gb: memory per task in GiB (None: the partition's default); timeout_min: wall-clock limit per
     attempt in minutes; array_parallelism: most tasks of one array running at once; max_requeues: how
     many times a preempted or timed-out task is requeued; slurm_extra: further sbatch options
-    (``(key, value), ...``, e.g. ``(("qos", "high"),)``).
+    (``(key, value), ...``, e.g. ``(("qos", "high"),)``); cells_per_task: cells run one after another in
+    one task (``timeout_min`` then covers all of them).
     """
 
     partition: str | None = None
@@ -67,6 +70,7 @@ class ResourceRequest:
     array_parallelism: int = 16
     max_requeues: int = 3
     slurm_extra: tuple = ()
+    cells_per_task: int = 1
 
     def with_settings(self, settings: dict, where: str) -> "ResourceRequest":
         checked = {key: _check_setting(key, value, where) for key, value in settings.items()}
@@ -75,7 +79,8 @@ class ResourceRequest:
         return dataclasses.replace(self, **checked)
 
 
-_INT_SETTINGS = {"gpus_per_node": 0, "cpus_per_task": 1, "timeout_min": 1, "array_parallelism": 1, "max_requeues": 0}
+_INT_SETTINGS = {"gpus_per_node": 0, "cpus_per_task": 1, "timeout_min": 1, "array_parallelism": 1, "max_requeues": 0,
+                 "cells_per_task": 1}
 SETTINGS = ("partition", *_INT_SETTINGS, "mem_gb", "slurm_extra")
 
 
@@ -218,11 +223,14 @@ class _Heartbeat(Periodic):
 
 
 class CellTask:
-    """One cell as a submitit task: ``bench.runner.run_cell`` plus the running/error files.
+    """One task: ``bench.runner.run_cell`` for a cell, or for each cell of a tuple, plus the running/error files.
 
-    Called with a ``Cell``; returns {"status", "record"} (small, so submitit's result pickle is too).
+    Called with a ``Cell``, returns {"status", "record"}; called with a tuple of cells, runs them in
+    order (a failing cell writes its error record and the next one still runs; the task then raises, so
+    the job ends FAILED) and returns a list of those. Small, so submitit's result pickle is too.
     ``checkpoint`` makes the task requeueable: submitit calls it on preemption/timeout and resubmits
-    the same call, which resumes from the method's epoch checkpoints.
+    the same call; finished cells are skipped (their records exist) and the interrupted one resumes
+    from the method's epoch checkpoints.
     """
 
     def __init__(self, runs: str, data_root: str | None, device: str, overwrite: bool, metrics: list[str] | None,
@@ -230,7 +238,20 @@ class CellTask:
         self.runs, self.data_root, self.device = runs, data_root, device
         self.overwrite, self.metrics, self.reuse_stale = overwrite, metrics, reuse_stale
 
-    def __call__(self, cell) -> dict:
+    def __call__(self, cells):
+        if not isinstance(cells, (tuple, list)):
+            return self._run_one(cells)
+        results, failed = [], []
+        for cell in cells:
+            try:
+                results.append(self._run_one(cell))
+            except Exception as exc:  # recorded beside the cell's record; KeyboardInterrupt/SystemExit pass
+                failed.append(f"{cell.label()}: {type(exc).__name__}: {exc}")
+        if failed:
+            raise RuntimeError(f"{len(failed)} of {len(cells)} cell(s) in this task failed: " + "; ".join(failed))
+        return results
+
+    def _run_one(self, cell) -> dict:
         import traceback
 
         from bench.io import write_json, write_text
@@ -261,10 +282,10 @@ class CellTask:
             files[key].unlink(missing_ok=True)
         return {"status": outcome.status, "record": str(outcome.path)}
 
-    def checkpoint(self, cell):
+    def checkpoint(self, cells):
         import submitit
 
-        return submitit.helpers.DelayedSubmission(self, cell)
+        return submitit.helpers.DelayedSubmission(self, cells)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -273,7 +294,8 @@ class CellTask:
 
 @dataclass
 class Submission:
-    """What ``submit_cells`` did: the jobs (one per pending cell), the record paths, the scripts written."""
+    """What ``submit_cells`` did: the jobs (one entry per pending cell; cells packed into one task share its
+    job), the record paths, the scripts written, the number of tasks."""
 
     jobs: list = field(default_factory=list)
     cells: list = field(default_factory=list)
@@ -281,6 +303,7 @@ class Submission:
     skipped: int = 0
     scripts: list[Path] = field(default_factory=list)
     array_ids: list[str] = field(default_factory=list)
+    n_tasks: int = 0
 
 
 def _make_executor(kind: str, folder: Path, req: ResourceRequest):
@@ -315,6 +338,12 @@ def slurm_parameters(req: ResourceRequest) -> dict[str, Any]:
     if req.slurm_extra:
         params["additional_parameters"] = dict(req.slurm_extra)
     return params
+
+
+def _tasks(members: list, req: ResourceRequest) -> list:
+    """Group one request's (cell, record path) pairs into tasks of ``req.cells_per_task`` (in order)."""
+    k = req.cells_per_task
+    return [members[i:i + k] for i in range(0, len(members), k)]
 
 
 def sbatch_script(req: ResourceRequest, folder: Path, n_tasks: int) -> str:
@@ -414,9 +443,11 @@ def submit_cells(
         planned.append((req, members, executor))
         if kind == "slurm":
             script = Path(runs) / LOG_FOLDER / ("dry-run" if dry_run else "checks") / f"array-{i}.sbatch"
-            write_text(script, sbatch_script(req, folder, len(members)))
+            tasks = _tasks(members, req)
+            write_text(script, sbatch_script(req, folder, len(tasks)))
             if dry_run:
-                write_text(script.with_suffix(".cells"), "".join(f"{c.label()}\t{p}\n" for c, p in members))
+                write_text(script.with_suffix(".cells"), "".join(
+                    f"{c.label()}\t{p}\ttask {t}\n" for t, chunk in enumerate(tasks) for c, p in chunk))
                 sub.scripts.append(script)
             else:
                 _test_submission(script, req)
@@ -425,12 +456,17 @@ def submit_cells(
         sub.records = [p for _, members, _ in planned for _, p in members]
         return sub
     for req, members, executor in planned:
+        tasks = _tasks(members, req)
         try:
-            jobs = executor.map_array(task, [c for c, _ in members])
+            if req.cells_per_task == 1:
+                task_jobs = executor.map_array(task, [c for c, _ in members])
+            else:
+                task_jobs = executor.map_array(task, [tuple(c for c, _ in chunk) for chunk in tasks])
         except Exception as exc:  # submitit wraps sbatch's refusal in its own error
             message = " ".join(str(exc).split())
             raise BenchError(f"--executor {kind}: submission failed ({message[:300]}); "
                              f"{len(sub.jobs)} task(s) submitted before it") from None
+        jobs = [job for job, chunk in zip(task_jobs, tasks) for _ in chunk]  # one entry per cell
         for job, (cell, path) in zip(jobs, members):
             write_json(side_files(path)["submitted"], {"cell": cell.label(), "job_id": str(job.job_id),
                                                        "executor": kind, "time": time.time()})
@@ -439,6 +475,7 @@ def submit_cells(
         sub.records += [p for _, p in members]
         if jobs:
             sub.array_ids.append(str(jobs[0].job_id).split("_")[0])
+        sub.n_tasks += len(task_jobs)
     return sub
 
 
@@ -525,16 +562,19 @@ def run_with_executor(
                        metrics=metrics, config=config, flags=flags, dry_run=dry_run, reuse_stale=reuse_stale, echo=echo)
     if dry_run:
         for script in sub.scripts:
-            echo(f"wrote {script} ({sum(1 for _ in script.with_suffix('.cells').open())} tasks; cells in {script.with_suffix('.cells').name})")
+            cells_file = script.with_suffix(".cells")
+            n_tasks = len({line.rsplit("\t", 1)[-1] for line in cells_file.read_text().splitlines()})
+            echo(f"wrote {script} ({n_tasks} tasks; cells in {cells_file.name})")
         echo(f"dry run: {len(sub.cells)} cell(s) would be submitted, {sub.skipped} already done; nothing submitted")
         return 0
     if not sub.jobs:
         echo(f"nothing to submit: all {sub.skipped} cell(s) already have records in {runs}")
         return 0
-    echo(f"submitted {len(sub.jobs)} cell(s) as {kind} job array(s) {', '.join(sub.array_ids)}"
+    packed = f" in {sub.n_tasks} task(s)" if sub.n_tasks != len(sub.jobs) else ""
+    echo(f"submitted {len(sub.jobs)} cell(s){packed} as {kind} job array(s) {', '.join(sub.array_ids)}"
          f" ({sub.skipped} already done); logs in {Path(runs).resolve() / LOG_FOLDER}")
     if kind == "debug":  # DebugExecutor runs a task when its result is asked for
-        for job in sub.jobs:
+        for job in {id(j): j for j in sub.jobs}.values():
             try:
                 job.result()
             except Exception:

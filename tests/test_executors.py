@@ -97,6 +97,48 @@ def test_resource_precedence():
     assert dict(mlp.slurm_extra) == {"qos": "low", "account": "lab"}
 
 
+def test_cells_per_task_packs_cells_into_fewer_tasks(tiny_catalogue, tmp_path):
+    """--cells-per-task 2: three cells in two tasks (dry run: the array's size and each cell's task; debug
+    executor: the records equal the inline run's)."""
+    args = ["run", "-m", "lir", "-d", "tiny-sound", "--subjects", "sim01", "--seeds", "0,1,2", "--no-leaderboard",
+            "--no-references"]
+    dry = tmp_path / "dry"
+    proc = bench(*args, "--executor", "slurm", "--dry-run", "--cells-per-task", "2", "--runs", str(dry),
+                 env={"PATH": "/nonexistent"})
+    assert proc.returncode == 0, proc.stderr
+    script = (dry / ".submitit" / "dry-run" / "array-0.sbatch").read_text()
+    assert "#SBATCH --array=0-1%2" in script, script
+    tasks = [line.rsplit("\t", 1)[1] for line in (dry / ".submitit" / "dry-run" / "array-0.cells").read_text().splitlines()]
+    assert tasks == ["task 0", "task 0", "task 1"]
+    packed, inline = tmp_path / "packed", tmp_path / "inline"
+    proc = bench(*args, "--executor", "debug", "--cells-per-task", "2", "--wait", "--runs", str(packed))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "submitted 3 cell(s) in 2 task(s)" in proc.stdout and "3 done, 0 failed" in proc.stdout
+    assert bench(*args, "--runs", str(inline)).returncode == 0
+    a = {p.name: json.loads(p.read_text())["metrics"] for p in inline.rglob("sub-*.json")}
+    b = {p.name: json.loads(p.read_text())["metrics"] for p in packed.rglob("sub-*.json")}
+    assert sorted(a) == sorted(b) and len(a) == 3
+    for name in a:
+        assert {k: v.get("value") for k, v in a[name].items()} == {k: v.get("value") for k, v in b[name].items()}
+    assert not list(packed.rglob("*.submitted")) and not list(packed.rglob("*.running"))
+
+
+def test_a_failing_cell_in_a_packed_task_does_not_stop_the_next(tiny_catalogue, tmp_path):
+    from bench.executors import CellTask, side_files
+    from bench.records import record_path
+    from bench.runner import plan_cells, resolve_config
+
+    runs = tmp_path / "runs"
+    (bad,) = plan_cells(["lir"], ["brain2sound"], ["S1"], [0], "tiny")  # not prepared: raises
+    (good,) = plan_cells(["lir"], ["tiny-sound"], ["sim01"], [0], "tiny")
+    task = CellTask(str(runs), None, "cpu", False, None)
+    with pytest.raises(RuntimeError, match=r"1 of 2 cell\(s\) in this task failed: lir brain2sound sub-S1 seed 0"):
+        task((bad, good))
+    assert side_files(record_path(runs, resolve_config(bad)))["error"].exists()
+    assert record_path(runs, resolve_config(good)).exists()
+    assert [r["status"] for r in task((good,))] == ["skipped"]  # a requeued task skips what is done
+
+
 def test_failing_cell_writes_error_record_and_status_says_failed(tiny_catalogue, tmp_path):
     """A cell that raises inside a task: error record (message, traceback file, node, attempt) beside its record."""
     from bench.executors import CellTask, side_files
