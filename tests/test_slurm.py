@@ -55,7 +55,8 @@ def _queue_empty(name_prefix: str = "bench", timeout: float = 120) -> None:
 
 @pytest.mark.slow
 def test_slurm_records_equal_inline(small_catalogue, tmp_path):
-    """Four LiR/MLP cells as one array (2 at a time) give the inline run's records, metric for metric."""
+    """Four LiR/MLP cells as one array (2 at a time), one cell per task and two per task, give the inline run's
+    records, metric for metric."""
     inline, slurm = tmp_path / "inline", tmp_path / "slurm"
     args = ["run", "-m", "lir,mlp", "-d", "small-sound", "--seeds", "0,1", "--no-leaderboard", "--no-references"]
     proc = bench(*args, "--runs", str(inline), env=ENV)
@@ -80,6 +81,17 @@ def test_slurm_records_equal_inline(small_catalogue, tmp_path):
     assert not list(slurm.rglob("*.running")) and not list(slurm.rglob("*.submitted"))
     proc = bench(*args, "--runs", str(slurm), "--executor", "slurm", "--wait", env=ENV)
     assert "nothing to submit: all 4 cell(s) already have records" in proc.stdout
+    # packed: the four cells in two tasks of two, the same records
+    packed = tmp_path / "packed"
+    proc = bench(*args, "--runs", str(packed), "--executor", "slurm", "--cells-per-task", "2", "--wait", env=ENV)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "submitted 4 cell(s) in 2 task(s)" in proc.stdout and "4 done, 0 failed" in proc.stdout
+    c = _records(packed)
+    assert sorted(c) == sorted(a)
+    for name in a:
+        for key, res in a[name]["metrics"].items():
+            if res["status"] == "ok":
+                np.testing.assert_allclose(c[name]["metrics"][key]["value"], res["value"], rtol=1e-6, err_msg=f"{name} {key}")
 
 
 @pytest.mark.slow
