@@ -225,8 +225,8 @@ class _Heartbeat(Periodic):
 class CellTask:
     """One task: ``bench.runner.run_cell`` for a cell, or for each cell of a tuple, plus the running/error files.
 
-    Called with a ``Cell``, returns {"status", "record"}; called with a tuple of cells, runs them in
-    order (a failing cell writes its error record and the next one still runs; the task then raises, so
+    Called with a ``Cell``, returns {"status", "record"}; called with a tuple of cells (what
+    ``submit_cells`` sends, one tuple of ``cells_per_task`` cells per task), runs them in order (a failing cell writes its error record and the next one still runs; the task then raises, so
     the job ends FAILED) and returns a list of those. Small, so submitit's result pickle is too.
     ``checkpoint`` makes the task requeueable: submitit calls it on preemption/timeout and resubmits
     the same call; finished cells are skipped (their records exist) and the interrupted one resumes
@@ -295,13 +295,13 @@ class CellTask:
 @dataclass
 class Submission:
     """What ``submit_cells`` did: the jobs (one entry per pending cell; cells packed into one task share its
-    job), the record paths, the scripts written, the number of tasks."""
+    job), the record paths, the scripts written (``(path, number of tasks)``), the number of tasks submitted."""
 
     jobs: list = field(default_factory=list)
     cells: list = field(default_factory=list)
     records: list[Path] = field(default_factory=list)
     skipped: int = 0
-    scripts: list[Path] = field(default_factory=list)
+    scripts: list[tuple[Path, int]] = field(default_factory=list)
     array_ids: list[str] = field(default_factory=list)
     n_tasks: int = 0
 
@@ -440,28 +440,24 @@ def submit_cells(
     planned = []
     for i, (req, members) in enumerate(groups.items()):
         executor = None if dry_run else _make_executor(kind, folder, req)
-        planned.append((req, members, executor))
+        tasks = _tasks(members, req)
+        planned.append((members, tasks, executor))
         if kind == "slurm":
             script = Path(runs) / LOG_FOLDER / ("dry-run" if dry_run else "checks") / f"array-{i}.sbatch"
-            tasks = _tasks(members, req)
             write_text(script, sbatch_script(req, folder, len(tasks)))
             if dry_run:
                 write_text(script.with_suffix(".cells"), "".join(
                     f"{c.label()}\t{p}\ttask {t}\n" for t, chunk in enumerate(tasks) for c, p in chunk))
-                sub.scripts.append(script)
+                sub.scripts.append((script, len(tasks)))
             else:
                 _test_submission(script, req)
     if dry_run:
-        sub.cells = [c for _, members, _ in planned for c, _ in members]
-        sub.records = [p for _, members, _ in planned for _, p in members]
+        sub.cells = [c for members, _, _ in planned for c, _ in members]
+        sub.records = [p for members, _, _ in planned for _, p in members]
         return sub
-    for req, members, executor in planned:
-        tasks = _tasks(members, req)
+    for members, tasks, executor in planned:
         try:
-            if req.cells_per_task == 1:
-                task_jobs = executor.map_array(task, [c for c, _ in members])
-            else:
-                task_jobs = executor.map_array(task, [tuple(c for c, _ in chunk) for chunk in tasks])
+            task_jobs = executor.map_array(task, [tuple(c for c, _ in chunk) for chunk in tasks])
         except Exception as exc:  # submitit wraps sbatch's refusal in its own error
             message = " ".join(str(exc).split())
             raise BenchError(f"--executor {kind}: submission failed ({message[:300]}); "
@@ -561,10 +557,8 @@ def run_with_executor(
     sub = submit_cells(cells, kind=kind, runs=runs, data_root=data_root, device=device, overwrite=overwrite,
                        metrics=metrics, config=config, flags=flags, dry_run=dry_run, reuse_stale=reuse_stale, echo=echo)
     if dry_run:
-        for script in sub.scripts:
-            cells_file = script.with_suffix(".cells")
-            n_tasks = len({line.rsplit("\t", 1)[-1] for line in cells_file.read_text().splitlines()})
-            echo(f"wrote {script} ({n_tasks} tasks; cells in {cells_file.name})")
+        for script, n_tasks in sub.scripts:
+            echo(f"wrote {script} ({n_tasks} tasks; cells in {script.with_suffix('.cells').name})")
         echo(f"dry run: {len(sub.cells)} cell(s) would be submitted, {sub.skipped} already done; nothing submitted")
         return 0
     if not sub.jobs:
