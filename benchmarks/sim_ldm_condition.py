@@ -1,0 +1,209 @@
+"""Does the simulator-pretrained AudioLDM2 UNet use its condition? (issue 12's open item; not part of the test run)
+
+    BENCH_SIM_WEIGHTS=auto python benchmarks/sim_ldm_condition.py --out cond.json [--epochs 20] [--t-power 1]
+        [--weight-cap 1] [--uncond 0.1] [--standardise] [--ridge-only]
+
+Retrains the tiny VAE + UNet the way ``bench.networks.simtrain.train_audioldm2`` does (same clips, seed, VAE
+settings, kinds interleaved per batch), with knobs the trainer does not have, then measures, on fresh held-out
+clips (``simtrain.world(777, n_eval)``) and with no brain data involved:
+
+1. ``ridge``: the ceiling -- a ridge map from the flattened ground-truth AudioMAE features to the VAE latent,
+   pairwise identification of its decoded mel against the true vocoder mel (the condition's information);
+2. ``loss_gap``: on training clips, the UNet's epsilon MSE at fixed timesteps with the clip's own condition, a
+   shuffled one (rolled by one clip) and the all-zero one (a UNet that ignores c gives three equal numbers);
+3. ``identification``: the UNet's samples (DDIM 5 steps, as the tiny profile) given the ground-truth features,
+   identified against the true mels at guidance 1, 2 and 5.
+
+Knobs: ``--t-power p`` draws t = T u^(1/p) (p > 1 favours noisy steps, where c matters); ``--weight-cap w`` weights
+each sample's eps-MSE by min(1/alpha_bar_t, w) (the v-prediction weighting, capped; 1 = plain eps loss);
+``--standardise`` z-scores the features per channel (training statistics) before the UNet; ``--uncond`` is the
+condition dropout. The JSON (written atomically) holds the knobs, the numbers and the seconds each stage took.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+TIMESTEPS = (100, 300, 500, 700, 900)
+
+
+def _prepare(ldm, mae, data: dict, kinds: list[str]):
+    """{kind: padded mel image (n, 1, T', 64)}, {kind: features (n, N, C)}, {kind: vocoder mel (n, 64, T)}."""
+    import torch
+    import torch.nn.functional as F
+
+    from bench.audio import vocoder_mel
+    from bench.fbank import n_patch_for_seconds
+    from bench.networks.audioldm2 import LOG_FLOOR
+
+    images, conds, mels = {}, {}, {}
+    for kind in kinds:
+        audio = data[kind]["audio"]
+        mel = torch.from_numpy(vocoder_mel(audio))
+        mels[kind] = mel
+        pad = ldm.padded_frames(mel.shape[2]) - mel.shape[2]
+        images[kind] = F.pad(mel, (0, pad), value=LOG_FLOOR).transpose(1, 2)[:, None]
+        n_patch = min(n_patch_for_seconds(audio.shape[1] / 16_000, max_frames=mae.config.img_size[0]),
+                      mae.config.num_patches)
+        conds[kind] = mae.features(audio, n_patch).float()
+    return images, conds, mels
+
+
+def _ident(pred, true) -> float:
+    from metrics.identification import pairwise_identification
+
+    p, t = np.asarray(pred), np.asarray(true)
+    return round(float(np.nanmean(pairwise_identification(p.reshape(len(p), -1), t.reshape(len(t), -1)))), 3)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--kinds", default="sound,music,speech")
+    ap.add_argument("--n-used", type=int, default=None, help="training clips per kind (default: the trainer's)")
+    ap.add_argument("--n-eval", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=None, help="UNet epochs (default: the trainer's)")
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--t-power", type=float, default=1.0)
+    ap.add_argument("--weight-cap", type=float, default=1.0)
+    ap.add_argument("--uncond", type=float, default=0.1)
+    ap.add_argument("--standardise", action="store_true")
+    ap.add_argument("--ridge-only", action="store_true")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    import torch
+    import torch.nn.functional as F
+
+    from bench.networks import simtrain as S
+    from bench.networks.audioldm2 import LatentDiffusion, build_ldm
+
+    torch.set_num_threads(1)
+    cfg = dict(S.LDM_CONFIG)
+    n_used = args.n_used or cfg["n_used"]
+    epochs = cfg["unet_epochs"] if args.epochs is None else args.epochs
+    lr = args.lr or cfg["unet_lr"]
+    kinds = args.kinds.split(",")
+    knobs = {"kinds": kinds, "n_used": n_used, "n_eval": args.n_eval, "unet_epochs": epochs, "unet_lr": lr,
+             "t_power": args.t_power, "weight_cap": args.weight_cap, "uncond": args.uncond,
+             "standardise": args.standardise, "seed": args.seed, "vae_epochs": cfg["vae_epochs"]}
+    out = {"knobs": knobs, "seconds": {}}
+    clock = time.perf_counter()
+    mae, _ = S.load_sim_audiomae("benchmarks/sim_ldm_condition.py")
+    torch.manual_seed(args.seed)
+    unet, vae, vocoder, scheduler = build_ldm(S.ldm_arch())
+    ldm = LatentDiffusion(unet, vae, vocoder, scheduler, cond_dim=mae.config.embed_dim, uncond_prob=args.uncond)
+    world = S.world(args.seed, max(n_used, cfg["n_per_kind"]))
+    train = {k: {f: v[:n_used] for f, v in world[k].items()} for k in kinds}
+    images, conds, _ = _prepare(ldm, mae, train, kinds)
+    e_images, e_conds, e_mels = _prepare(ldm, mae, S.world(777, args.n_eval), kinds)
+    out["seconds"]["data"] = round(time.perf_counter() - clock, 1)
+    gen = torch.Generator().manual_seed(args.seed + 2)
+
+    def rounds(n_epochs, step):
+        """One kind per batch (clip lengths differ), kinds interleaved in a seeded order; mean loss per epoch."""
+        history = []
+        for _ in range(int(n_epochs)):
+            plan = []
+            for k in kinds:
+                perm = torch.randperm(len(images[k]), generator=gen)
+                plan += [(k, perm[i : i + cfg["batch_size"]]) for i in range(0, len(perm), cfg["batch_size"])]
+            total = sum(step(*plan[j]) for j in torch.randperm(len(plan), generator=gen).tolist())
+            history.append(round(total / len(plan), 5))
+        return history
+
+    clock = time.perf_counter()
+    vae.requires_grad_(True).train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg["vae_lr"], weight_decay=1e-4)
+
+    def vae_step(kind, idx):
+        x = images[kind][idx, :, : cfg["vae_frames"]]
+        dist = vae.encode(x).latent_dist
+        rec = vae.decode(dist.mean + dist.std * torch.randn(dist.mean.shape, generator=gen)).sample
+        loss = F.mse_loss(rec, x) + cfg["kl_weight"] * dist.kl().mean() / x[0].numel()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    rounds(cfg["vae_epochs"], vae_step)
+    vae.requires_grad_(False).eval()
+    with torch.no_grad():
+        latents = {k: vae.encode(images[k]).latent_dist.mode() * ldm.scaling_factor for k in kinds}
+        e_latents = {k: vae.encode(e_images[k]).latent_dist.mode() * ldm.scaling_factor for k in kinds}
+    out["seconds"]["vae"] = round(time.perf_counter() - clock, 1)
+
+    from sklearn.linear_model import Ridge
+
+    out["ridge"], out["vae_identification"] = {}, {}
+    for k in kinds:
+        fit = Ridge(alpha=10.0).fit(conds[k].flatten(1).numpy(), latents[k].flatten(1).numpy())
+        pred = torch.from_numpy(fit.predict(e_conds[k].flatten(1).numpy())).float().view(e_latents[k].shape)
+        out["ridge"][k] = _ident(ldm.latent_to_mel(pred, e_mels[k].shape[2]), e_mels[k])
+        out["vae_identification"][k] = _ident(ldm.latent_to_mel(e_latents[k], e_mels[k].shape[2]), e_mels[k])
+    if not args.ridge_only:
+        if args.standardise:
+            flat = torch.cat([conds[k].flatten(0, 1) for k in kinds])
+            mu, sd = flat.mean(0), flat.std(0)
+            conds = {k: (v - mu) / sd for k, v in conds.items()}
+            e_conds = {k: (v - mu) / sd for k, v in e_conds.items()}
+        clock = time.perf_counter()
+        ldm.unet.train()
+        opt = torch.optim.AdamW(ldm.unet.parameters(), lr=lr, weight_decay=1e-2)
+        n_t = len(ldm.alphas_cumprod)
+
+        def unet_step(kind, idx):
+            z0, c = latents[kind][idx], conds[kind][idx]
+            b = len(z0)
+            noise = torch.randn(z0.shape, generator=gen)
+            t = (torch.rand(b, generator=gen) ** (1.0 / args.t_power) * n_t).long().clamp(max=n_t - 1)
+            keep = torch.rand(b, generator=gen) >= args.uncond
+            a = ldm.alphas_cumprod[t]
+            z_t = a.sqrt().view(b, 1, 1, 1) * z0 + (1 - a).sqrt().view(b, 1, 1, 1) * noise
+            h, h1 = ldm.condition(c)
+            err = ((ldm.eps(z_t, t, h * keep.view(b, 1, 1), h1) - noise) ** 2).mean((1, 2, 3))
+            loss = ((1.0 / a).clamp(max=args.weight_cap) * err).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return float(loss.detach())
+
+        out["unet_loss"] = rounds(epochs, unet_step)
+        ldm.eval()
+        out["seconds"]["unet"] = round(time.perf_counter() - clock, 1)
+        out["loss_gap"], out["identification"] = {}, {}
+        probe = torch.Generator().manual_seed(5)
+        with torch.no_grad():
+            for k in kinds:
+                z0, c = latents[k][:64], conds[k][:64]
+                rows = {}
+                for step in TIMESTEPS:
+                    noise = torch.randn(z0.shape, generator=probe)
+                    t = torch.full((len(z0),), step)
+                    a = ldm.alphas_cumprod[t].view(-1, 1, 1, 1)
+                    z_t = a.sqrt() * z0 + (1 - a).sqrt() * noise
+                    rows[step] = {name: round(float(F.mse_loss(ldm.eps(z_t, t, *ldm.condition(cc)), noise)), 5)
+                                  for name, cc in (("own", c), ("shuffled", c.roll(1, 0)), ("zero", torch.zeros_like(c)))}
+                out["loss_gap"][k] = rows
+        for k in kinds:
+            out["identification"][k] = {
+                str(g): _ident(ldm.generate(e_conds[k], e_mels[k].shape[2], steps=5, guidance_scale=g, seed=0), e_mels[k])
+                for g in (1.0, 2.0, 5.0)}
+    tmp = Path(args.out).with_suffix(".tmp")
+    tmp.write_text(json.dumps(out, indent=1) + "\n")
+    os.replace(tmp, args.out)
+    print(json.dumps({k: out.get(k) for k in ("knobs", "ridge", "identification", "seconds")}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
