@@ -302,7 +302,9 @@ def _save(module_or_sd, path: Path, meta: dict) -> None:
 
     sd = module_or_sd.state_dict() if hasattr(module_or_sd, "state_dict") else module_or_sd
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in sd.items()}
-    save_file(tensors, str(path), metadata={k: json.dumps(v, sort_keys=True) for k, v in meta.items()})
+    # One metadata key: safetensors writes its metadata map in a per-process random (Rust HashMap) order, so two
+    # keys made the same weights hash differently from run to run (measured: sim-panns, identical tensors).
+    save_file(tensors, str(path), metadata={"bench": json.dumps(meta, sort_keys=True)})
 
 
 # ----------------------------------------------------------------------------------------------
