@@ -17,7 +17,7 @@ weights folder, and float32 training is bitwise reproducible on one machine but 
 units (oneDNN and MKL pick kernels, and with them summation orders, by CPU). The tiny networks then differ, and
 so do every FD/FAD/KL/CLAP value scored with them (measured: Intel Xeon vs AMD EPYC, both AVX-512, 62 of 208
 values beyond tolerance, e.g. LiR's FAD 29.3 vs 61.8). So each file records the platform it was made on
-(``platform_key``: CPU vendor and torch's CPU capability) and the check compares against the file of its own
+(``bench.provenance.cpu_platform``: CPU vendor and torch's CPU capability) and the check compares against the file of its own
 platform. On a platform with no file the SMOKE block (no trained networks: identical everywhere, measured) is still
 compared and the EVERY block is reported as not compared, with the command that records it.
 """
@@ -32,6 +32,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.io import write_json
+from bench.provenance import cpu_platform
 
 SMOKE = {
     "methods": ["lir", "mlp", "oracle", "chance"],  # with the reference rows: a drift in the vocoder or the data shows
@@ -66,24 +67,6 @@ GOLDEN_FILE = GOLDEN_DIR / "smoke.json"
 """The first golden file (made on GenuineIntel-AVX512); other platforms' files are ``smoke.<platform>.json``."""
 
 
-def platform_key() -> str:
-    """"<CPU vendor>-<torch CPU capability>", e.g. "AuthenticAMD-AVX512": what decides the float results of CPU training."""
-    import platform
-
-    import torch
-
-    vendor = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("vendor_id"):
-                vendor = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    vendor = vendor or platform.processor() or platform.machine() or "unknown"
-    return f"{vendor}-{torch.backends.cpu.get_cpu_capability()}".replace(" ", "_").replace("/", "_")
-
-
 def golden_files() -> dict[str, Path]:
     """{platform: golden file} of the shipped golden files (each records the platform it was made on)."""
     import json
@@ -99,7 +82,7 @@ def golden_files() -> dict[str, Path]:
 
 def golden_file_for(key: str | None = None) -> Path | None:
     """The shipped golden file made on platform ``key`` (default: this machine's), or None."""
-    return golden_files().get(key or platform_key())
+    return golden_files().get(key or cpu_platform())
 
 
 @dataclass
@@ -222,7 +205,7 @@ def run_check(
     ``smoke.<platform>.json``. The smoke cells run into a fresh temporary folder unless ``runs`` is given (tests
     reuse one). The golden file is read and validated first, so a damaged one is reported before minutes of runs.
     """
-    key = platform_key()
+    key = cpu_platform()
     every_compared = True
     if golden_file is None:
         golden_file = golden_file_for(key)

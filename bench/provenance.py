@@ -45,8 +45,30 @@ def package_versions() -> dict:
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_platform() -> str:
+    """"<CPU vendor>-<torch CPU capability>", e.g. "AuthenticAMD-AVX512": what decides the bits of float32 CPU
+    training (oneDNN and MKL pick kernels, and so summation orders, by CPU; bench.check keeps golden values per platform)."""
+    import torch
+
+    vendor = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("vendor_id"):
+                vendor = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    vendor = vendor or platform.processor() or platform.machine() or "unknown"
+    return f"{vendor}-{torch.backends.cpu.get_cpu_capability()}".replace(" ", "_").replace("/", "_")
+
+
 def machine_info(device: str) -> dict:
     info = {"platform": platform.platform(), "machine": platform.machine(), "device": device}
+    try:
+        info["cpu_platform"] = cpu_platform()
+    except Exception:  # provenance must never break a run
+        pass
     try:
         import torch
 

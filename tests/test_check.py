@@ -99,7 +99,7 @@ def test_other_platform_compares_the_smoke_block_and_says_the_rest_is_not_compar
     file the check still compares the SMOKE block, names what it did not compare, and a SMOKE drift still fails."""
     import bench.check as check
 
-    monkeypatch.setattr(check, "platform_key", lambda: "NoSuchVendor-AVX2")
+    monkeypatch.setattr(check, "cpu_platform", lambda: "NoSuchVendor-AVX2")
     lines = []
     assert run_check(echo=lines.append, runs=smoke_runs) == 0, "\n".join(lines)
     assert any(line.startswith("warning: no golden values for the simulator-trained block") and "NoSuchVendor-AVX2" in line
@@ -117,12 +117,13 @@ def test_other_platform_compares_the_smoke_block_and_says_the_rest_is_not_compar
     assert any(where in line and "pcc" in line for line in lines)
 
 
-def test_platform_key_names_vendor_and_capability():
+def test_cpu_platform_names_vendor_and_capability():
     import torch
 
-    from bench.check import golden_files, platform_key
+    from bench.check import golden_files
+    from bench.provenance import cpu_platform
 
-    key = platform_key()
+    key = cpu_platform()
     assert key.endswith("-" + torch.backends.cpu.get_cpu_capability()) and " " not in key and "/" not in key
     files = golden_files()
     assert files.get("GenuineIntel-AVX512") == GOLDEN_FILE  # the first golden file, as recorded in it

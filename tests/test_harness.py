@@ -48,6 +48,7 @@ def test_run_writes_record_with_provenance_and_skips_rerun(tiny_catalogue, runs)
     assert rec["config"]["dataset_version"].startswith("t1")
     assert rec["provenance"]["packages"]["torch"]
     assert rec["provenance"]["git"]["sha"]
+    assert rec["provenance"]["machine"]["cpu_platform"]  # float results of CPU training depend on it (bench/check.py)
     assert rec["metrics"]["pcc"]["status"] == "ok"
     assert len(rec["metrics"]["pcc"]["per_sample"]) == rec["dataset"]["n_test"]
     assert rec["metrics"]["fd"]["status"] == "unavailable" and rec["metrics"]["fd"]["reason"]
