@@ -109,17 +109,10 @@ def main(argv=None) -> int:
     out["seconds"]["data"] = round(time.perf_counter() - clock, 1)
     gen = torch.Generator().manual_seed(args.seed + 2)
 
+    sizes = {k: len(images[k]) for k in kinds}
+
     def rounds(n_epochs, step):
-        """One kind per batch (clip lengths differ), kinds interleaved in a seeded order; mean loss per epoch."""
-        history = []
-        for _ in range(int(n_epochs)):
-            plan = []
-            for k in kinds:
-                perm = torch.randperm(len(images[k]), generator=gen)
-                plan += [(k, perm[i : i + cfg["batch_size"]]) for i in range(0, len(perm), cfg["batch_size"])]
-            total = sum(step(*plan[j]) for j in torch.randperm(len(plan), generator=gen).tolist())
-            history.append(round(total / len(plan), 5))
-        return history
+        return S.interleaved_rounds(n_epochs, sizes, cfg["batch_size"], step, gen)
 
     clock = time.perf_counter()
     vae.requires_grad_(True).train()

@@ -4,8 +4,10 @@ Not part of the normal test run. Run (on an otherwise idle machine; minutes, ~6 
 
     OMP_NUM_THREADS=2 .venv/bin/python -m pytest benchmarks/test_bench_park.py --benchmark-only -q
 
-Group ``park-decode``: X 14,400 x 6,662 -> Y 53,760 (512 x 5 x 21), n_feat 500, alpha 100, float32 inputs (Y filled in unit blocks, so the
-peak is the fit's, not the generator's). Each call
+Group ``park-decode``: X 14,400 x 6,662 -> Y 53,760 (512 x 5 x 21), n_feat 500, alpha 100, float32 inputs. As in
+Brain2Sound, Y's rows are 3,600 distinct targets (1,200 clips x 3 windows) each presented 4 times, shuffled, and X's
+rows are single trials driven by the targets plus noise (SelectiveRidge computes X^T Y over the distinct rows of Y;
+fastl2lir does not). Inputs are built in blocks, so the peak is the fit's, not the generator's. Each call
 runs in its own child process (the machinery of ``test_bench_ridge.py``: data generated before "go", peak RSS
 from ``ru_maxrss`` including the inputs, the share of the machine other processes used recorded).
 
@@ -17,7 +19,8 @@ from ``ru_maxrss`` including the inputs, the share of the machine other processe
   blocks over one Gram of all voxels). Asserts peak RSS < 6 GiB, the same coefficients and intercepts as fastl2lir
   on the 1,024 outputs both fit (max abs difference < 1e-4) and, at full scale, >= 3 x the extrapolated fastl2lir time.
 
-``BENCH_SCALE`` (default 1) multiplies n, V, the outputs and n_feat (e.g. 0.05 for a check that it runs); the speed
+``BENCH_PRESENTATIONS`` (default 4) sets the presentations per distinct target; 1 makes every row of Y distinct
+(the case without the S^T Y_distinct saving). ``BENCH_SCALE`` (default 1) multiplies n, V, the outputs and n_feat (e.g. 0.05 for a check that it runs); the speed
 ratio is asserted only at scale 1, parity and memory always. ``BENCH_QUIET_WAIT`` as in ``test_bench_ridge.py``.
 """
 
@@ -44,7 +47,8 @@ def _sizes() -> dict:
         return max(2, round(x * SCALE))
 
     return {"n": s(14_400), "V": s(6_662), "m": s(512 * 5 * 21), "m_small": s(256), "m_large": s(1024),
-            "n_feat": max(1, round(500 * SCALE)), "alpha": 100.0, "seed": 20231101}
+            "n_feat": max(1, round(500 * SCALE)), "alpha": 100.0,
+            "presentations": int(os.environ.get("BENCH_PRESENTATIONS", "4")), "seed": 20231101}
 
 
 def _child(task: str, params: dict) -> None:
@@ -52,20 +56,30 @@ def _child(task: str, params: dict) -> None:
 
     rng = np.random.default_rng(params["seed"])
     n, V, m = params["n"], params["V"], params["m"]
-    X = rng.standard_normal((n, V), dtype=np.float32)
-    # Each unit is driven by 20 voxels plus noise (a sparse map: no dense (V, m) temporary).
-    drive = min(20, V)
-    cols = np.repeat(np.arange(m), drive)
-    rows = np.concatenate([rng.choice(V, drive, replace=False) for _ in range(m)])
-    W_true = sp.csc_matrix((rng.standard_normal(m * drive).astype(np.float32), (rows, cols)), shape=(V, m))
-    # Filled in blocks of units: a whole-matrix product and noise draw would each hold another (n, m) temporary
-    # (3.1 GB at full size), and ru_maxrss would report the generator's peak instead of the fit's.
-    Y = np.empty((n, m), dtype=np.float32)
-    for c0 in range(0, m, 4096):
-        c1 = min(m, c0 + 4096)
-        Y[:, c0:c1] = W_true[:, c0:c1].T.dot(X.T).T
-        Y[:, c0:c1] += 3.0 * rng.standard_normal((n, c1 - c0), dtype=np.float32)
-    del W_true
+    # Brain2Sound's design: 1,200 training clips x 3 windows = 3,600 distinct targets, each presented 4 times in a
+    # shuffled order, so the rows of Y repeat (as the conv5_3 features of a window do) while X's rows are single
+    # trials. Each voxel is driven by 20 units plus noise (a sparse map: no dense (m, V) temporary).
+    n_distinct = max(1, n // params["presentations"])
+    # (Every row distinct: Y is Y_distinct itself, no second copy.)
+    labels = np.arange(n) if n_distinct == n else rng.permutation(np.arange(n) % n_distinct)
+    Y_distinct = rng.standard_normal((n_distinct, m), dtype=np.float32)
+    drive = min(20, m)
+    rows = np.concatenate([rng.choice(m, drive, replace=False) for _ in range(V)])
+    cols = np.repeat(np.arange(V), drive)
+    M = sp.csr_matrix((rng.standard_normal(V * drive).astype(np.float32), (rows, cols)), shape=(m, V))
+    signal = np.empty((n_distinct, V), dtype=np.float32)
+    for r0 in range(0, n_distinct, 1024):  # in row blocks: scipy copies a transposed dense operand whole
+        signal[r0 : r0 + 1024] = M.T.dot(Y_distinct[r0 : r0 + 1024].T).T
+    X = 3.0 * rng.standard_normal((n, V), dtype=np.float32)
+    X += signal[labels]
+    del M, signal
+    if n_distinct == n:
+        Y = Y_distinct
+    else:  # filled in blocks of rows: Y_distinct[labels] at once would hold a second copy for the index temporaries
+        Y = np.empty((n, m), dtype=np.float32)
+        for r0 in range(0, n, 1024):
+            Y[r0 : r0 + 1024] = Y_distinct[labels[r0 : r0 + 1024]]
+    del Y_distinct
     import torch
 
     from bench.ridge import SelectiveRidge

@@ -232,6 +232,62 @@ def test_selective_ridge_output_blocks_match_fastl2lir(offset):
     np.testing.assert_allclose(blocked.coef_, whole.coef_, rtol=0, atol=1e-5 * np.abs(W).max())
 
 
+def _repeated_targets(n_distinct=40, presentations=3, V=30, m=5, seed=11):
+    """Y's rows repeat per stimulus (one row per presentation, shuffled), X's rows are single trials driven by the
+    stimulus' targets plus noise, with raw voxel means: the design of Brain2Sound's training set."""
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(n_distinct * presentations) % n_distinct)
+    Y_distinct = rng.standard_normal((n_distinct, m)) + 1.0
+    X = Y_distinct[labels] @ rng.standard_normal((m, V)) + 2.0 * rng.standard_normal((len(labels), V))
+    X += rng.uniform(-3.0, 10.0, V)
+    return X.astype(np.float32), Y_distinct[labels].astype(np.float32)
+
+
+@pytest.mark.parametrize("dtype,tol", [("float32", 1e-4), ("float64", 1e-9)])
+def test_selective_ridge_repeated_targets_match_fastl2lir(dtype, tol):
+    """Repeated target rows take the X^T Y = S^T Y_distinct path (S: X's rows summed per distinct row of Y): the
+    same coefficients as fastl2lir, which multiplies every row."""
+    X, Y = _repeated_targets()
+    W, b = _fastl2lir(X, Y, 10.0, 12)
+    model = SelectiveRidge(alpha=10.0, n_feat=12, dtype=dtype, chunk_outputs=2).fit(X, Y)
+    assert "group" in model.timings_  # the grouped path ran
+    for j in range(Y.shape[1]):
+        assert set(model.selected_[:, j]) == set(np.flatnonzero(W[:, j]))
+    assert np.abs(model.coef_ - W).max() < tol * max(1.0, np.abs(W).max())
+    assert np.abs(model.intercept_ - b).max() < tol * max(1.0, np.abs(b).max())
+
+
+def test_repeated_rows_are_grouped_exactly():
+    from bench.ridge import _repeated_rows
+
+    _, Y = _repeated_targets(n_distinct=10, presentations=3, m=40)
+    first, group = _repeated_rows(torch.from_numpy(Y))
+    assert len(first) == 10 and group.shape == (30,)
+    np.testing.assert_array_equal(Y, Y[first.numpy()[group.numpy()]])
+    assert all(int(first[u]) == int(np.flatnonzero(group.numpy() == u)[0]) for u in range(10))
+    # Rows that agree on the candidate key columns but differ elsewhere end the grouping, never merge.
+    cols = torch.linspace(0, 39, 16).round().long().unique().numpy()
+    other = np.setdiff1d(np.arange(40), cols)[0]
+    Y2 = Y.copy()
+    Y2[int(np.flatnonzero(group.numpy() == 0)[1]), other] += 1.0
+    assert _repeated_rows(torch.from_numpy(Y2)) is None
+    # Distinct rows (no repetition worth using): no grouping.
+    assert _repeated_rows(torch.from_numpy(np.random.default_rng(0).standard_normal((30, 40)))) is None
+
+
+def test_selective_ridge_gather_without_numba_matches(monkeypatch):
+    """Without numba the Gram blocks are gathered whole by numpy ``take``: the factorisation reads the same triangle,
+    so the coefficients are identical."""
+    import bench.ridge as R
+
+    X, Y = _data(n=150, V=40, m=6, seed=6)
+    with_numba = SelectiveRidge(alpha=10.0, n_feat=12, chunk_outputs=4).fit(X, Y)
+    monkeypatch.setattr(R, "_upper_gather_kernel", lambda: None)
+    without = SelectiveRidge(alpha=10.0, n_feat=12, chunk_outputs=4).fit(X, Y)
+    np.testing.assert_array_equal(with_numba.coef_, without.coef_)
+    np.testing.assert_array_equal(with_numba.intercept_, without.intercept_)
+
+
 def test_selective_ridge_all_voxels_matches_fastl2lir():
     X, Y = _data(n=60, V=10, m=3, seed=7)
     W, b = _fastl2lir(X, Y, 5.0, 10)  # n_feat == V: fastl2lir's no-selection branch

@@ -297,6 +297,25 @@ def _fit(params, n: int, loss_fn, *, epochs: int, batch_size: int, lr: float, se
     return history
 
 
+def interleaved_rounds(epochs: int, sizes: dict[str, int], batch_size: int, step, gen) -> list[float]:
+    """Epochs of batches of one kind at a time (clip lengths differ between kinds), every kind's batches shuffled
+    together in an order drawn from ``gen``; ``step(kind, idx (B,) LongTensor) -> float`` trains on one batch.
+    Returns the mean step value per epoch (rounded to 5 digits)."""
+    import torch
+
+    history = []
+    for _ in range(int(epochs)):
+        plan = []
+        for kind, size in sizes.items():
+            perm = torch.randperm(size, generator=gen)
+            plan += [(kind, perm[i : i + batch_size]) for i in range(0, size, batch_size)]
+        total = 0.0
+        for j in torch.randperm(len(plan), generator=gen).tolist():
+            total += step(*plan[j])
+        history.append(round(total / len(plan), 5))
+    return history
+
+
 def _save(module_or_sd, path: Path, meta: dict) -> None:
     from safetensors.torch import save_file
 
@@ -569,20 +588,10 @@ def train_audioldm2(out_dir: Path, seed: int, device: str = "cpu") -> dict:
         kinds = list(mels)
         gen = torch.Generator().manual_seed(seed + 2)
 
+        sizes = {k: len(mels[k]) for k in kinds}
+
         def rounds(epochs, step):
-            """Batches of one kind at a time (clip lengths differ), kinds interleaved in a seeded order."""
-            history = []
-            for _ in range(int(epochs)):
-                plan = []
-                for k in kinds:
-                    perm = torch.randperm(len(mels[k]), generator=gen)
-                    plan += [(k, perm[i : i + cfg["batch_size"]]) for i in range(0, len(perm), cfg["batch_size"])]
-                order = torch.randperm(len(plan), generator=gen).tolist()
-                total = 0.0
-                for j in order:
-                    total += step(*plan[j])
-                history.append(round(total / len(plan), 5))
-            return history
+            return interleaved_rounds(epochs, sizes, cfg["batch_size"], step, gen)
 
         vae.requires_grad_(True).train()
         opt = torch.optim.AdamW(vae.parameters(), lr=cfg["vae_lr"], weight_decay=1e-4)
