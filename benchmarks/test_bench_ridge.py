@@ -41,7 +41,9 @@ assertion fails on that machine: the float32 eigendecomposition alone (memory-bo
 costs 0.75 x the products. SelectiveRidge (selection first, Gram over the union of the selections,
 uncentred when the means allow, numpy gathers and per-matrix LAPACK solves below 4 threads) 10.0-10.7 s
 vs fastl2lir 22.6-31.4 s over five runs, typically 2.5 x (the float32 Gram alone 5.3 s), parity
-|dW| 1.1e-6, peak 0.95 GiB: that assertion fails on 2 cores too. On the 16-core
+|dW| 1.1e-6, peak 0.95 GiB: that assertion fails on 2 cores too. Remeasured 2026-12-06 after the numba gather
+overlapped with single-threaded LAPACK: 6.0 s vs fastl2lir 17.2-17.7 s in three runs, 2.86-2.93 x (Gram 3.2 s,
+float64 X^T Y 1.1 s), still short of 3 x. On the 16-core
 Xeon host of a lent H200 machine (benchmarks/results/): RidgeGCV 12.9 s = 4.7 x its products (fails);
 SelectiveRidge 2.46 s vs fastl2lir 8.62 s = 3.5 x (passes). lir-music-size on the 2-core machine:
 RidgeGCV (dual) 76.5 s, peak 5.31 GiB (kernel 14.0 s, eigh 9.8 s, weights X^T (U D B) 47.0 s); sklearn
