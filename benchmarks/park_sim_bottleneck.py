@@ -1,0 +1,84 @@
+"""Where Park et al.'s tiny (simulator-trained) pipeline loses the stimulus, without brain data.
+
+On one simulated test split, in Park's own mel domain (80 x 336, [0, 1]), for every unique test clip:
+
+- chance: the PCC between a clip's mel and the next clip's (what an unrelated real mel scores);
+- codebook round trip: mel -> sim codebook codes -> decoded mel (the ceiling the GPT can reach);
+- GPT from the ground-truth conv5_3: codes sampled from the sim GPT conditioned on the clip's own VGGishish
+  conv5_3 (top-k 1, 4 and 64, seeded), decoded; with the share of codes equal to the round trip's.
+
+Each as mean PCC and pairwise identification (``metrics.identification``) against the clip's true mel. ``--gpt-epochs``
+retrains the sim networks with another GPT epoch count (a separate weights folder, by the config digest).
+
+    BENCH_WEIGHTS=/tmp/w .venv/bin/python benchmarks/park_sim_bottleneck.py --out result.json [--gpt-epochs 120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _ident(pred: np.ndarray, true: np.ndarray) -> float:
+    from metrics.identification import pairwise_identification
+
+    return round(float(np.nanmean(pairwise_identification(pred.reshape(len(pred), -1), true.reshape(len(true), -1)))), 3)
+
+
+def _pcc(pred: np.ndarray, true: np.ndarray) -> float:
+    from methods.c2f import rowwise_pcc
+
+    return round(float(np.mean(rowwise_pcc(pred, true))), 3)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--dataset", default="sim-sound")
+    ap.add_argument("--subject", default="sim01")
+    ap.add_argument("--gpt-epochs", type=int, default=None)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    import bench.networks.park_sim as park_sim
+    from bench.datasets import get_dataset
+    from bench.io import write_json
+    from bench.networks import specvqgan as S
+    from bench.networks.vggishish import loop_to_window, park_mel
+    from methods.park import load_networks
+
+    if args.gpt_epochs is not None:
+        park_sim.TRAINING["transformer"]["epochs"] = int(args.gpt_epochs)
+    clock = time.perf_counter()
+    nets = load_networks("sim", vocoder="griffin-lim", device="cpu", sim_seed=0)
+    out: dict = {"dataset": args.dataset, "subject": args.subject, "training": park_sim.TRAINING,
+                 "networks_s": round(time.perf_counter() - clock, 1)}
+    test = get_dataset(args.dataset).load_split(args.subject, "test")
+    windows = loop_to_window(test.clips.audio[np.asarray(test.unique_clips())], 16_000)
+    mel = park_mel(windows)  # (u, 80, 336) in [0, 1]
+    with torch.no_grad():
+        codes = nets.net.first_stage_model.encode(torch.from_numpy(mel * 2 - 1).float()[:, None]).numpy()
+    roundtrip = (S.decode_codes(nets.net, codes) + 1) / 2
+    cond = S.conditioning_tokens(nets.features.conv5_3(windows))
+    out["n_clips"] = len(mel)
+    out["chance"] = {"pcc": _pcc(np.roll(mel, 1, 0), mel), "ident": 0.5}
+    out["codebook_roundtrip"] = {"pcc": _pcc(roundtrip, mel), "ident": _ident(roundtrip, mel)}
+    for k in (1, 4, 64):
+        sampled = S.sample_codes(nets.net, cond, top_k=k, generator=torch.Generator().manual_seed(0))
+        gen_mel = (S.decode_codes(nets.net, sampled) + 1) / 2
+        out[f"gpt_from_true_conv5_3_topk{k}"] = {"pcc": _pcc(gen_mel, mel), "ident": _ident(gen_mel, mel),
+                                                 "codes_as_roundtrip": round(float((sampled == codes).mean()), 3)}
+    _, entries = park_sim.sim_weights(0)
+    out["networks"] = {name: e["description"] for name, e in entries.items()}
+    write_json(Path(args.out), out)
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
