@@ -8,7 +8,8 @@ On one simulated test split, in Park's own mel domain (80 x 336, [0, 1]), for ev
   conv5_3 (top-k 1, 4 and 64, seeded), decoded; with the share of codes equal to the round trip's.
 
 Each as mean PCC and pairwise identification (``metrics.identification``) against the clip's true mel. ``--gpt-epochs``
-retrains the sim networks with another GPT epoch count (a separate weights folder, by the config digest).
+and ``--gpt-extra-clips`` retrain the sim networks with another GPT epoch count or number of extra sound clips (a
+separate weights folder, by the config digest).
 
     BENCH_WEIGHTS=/tmp/w .venv/bin/python benchmarks/park_sim_bottleneck.py --out result.json [--gpt-epochs 120]
 """
@@ -41,6 +42,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dataset", default="sim-sound")
     ap.add_argument("--subject", default="sim01")
     ap.add_argument("--gpt-epochs", type=int, default=None)
+    ap.add_argument("--gpt-extra-clips", type=int, default=None, help="extra sound clips the GPT trains on")
     args = ap.parse_args(argv)
 
     import torch
@@ -54,6 +56,8 @@ def main(argv=None) -> int:
 
     if args.gpt_epochs is not None:
         park_sim.TRAINING["transformer"]["epochs"] = int(args.gpt_epochs)
+    if args.gpt_extra_clips is not None:
+        park_sim.TRAINING["gpt_extra_sound_clips"] = int(args.gpt_extra_clips)
     clock = time.perf_counter()
     nets = load_networks("sim", vocoder="griffin-lim", device="cpu", sim_seed=0)
     out: dict = {"dataset": args.dataset, "subject": args.subject, "training": park_sim.TRAINING,
