@@ -5,7 +5,8 @@ On one simulated test split, in Park's own mel domain (80 x 336, [0, 1]), for ev
 - chance: the PCC between a clip's mel and the next clip's (what an unrelated real mel scores);
 - codebook round trip: mel -> sim codebook codes -> decoded mel (the ceiling the GPT can reach);
 - GPT from the ground-truth conv5_3: codes sampled from the sim GPT conditioned on the clip's own VGGishish
-  conv5_3 (top-k 1, 4 and 64, seeded), decoded; with the share of codes equal to the round trip's.
+  conv5_3 (top-k 1, 4 and 64, seeded), decoded; with the share of codes equal to the round trip's;
+- the same GPT conditioned on the next clip's conv5_3 (top-k 4), scored against this clip's and that clip's mel.
 
 Each as mean PCC and pairwise identification (``metrics.identification``) against the clip's true mel. ``--gpt-epochs``
 and ``--gpt-extra-clips`` retrain the sim networks with another GPT epoch count or number of extra sound clips (a
@@ -77,6 +78,11 @@ def main(argv=None) -> int:
         gen_mel = (S.decode_codes(nets.net, sampled) + 1) / 2
         out[f"gpt_from_true_conv5_3_topk{k}"] = {"pcc": _pcc(gen_mel, mel), "ident": _ident(gen_mel, mel),
                                                  "codes_as_roundtrip": round(float((sampled == codes).mean()), 3)}
+    # The same GPT conditioned on the next clip's conv5_3: how much of the identification comes from the condition.
+    shuffled = S.sample_codes(nets.net, np.roll(cond, 1, 0), top_k=4, generator=torch.Generator().manual_seed(0))
+    gen_mel = (S.decode_codes(nets.net, shuffled) + 1) / 2
+    out["gpt_from_other_clip_conv5_3_topk4"] = {"pcc": _pcc(gen_mel, mel), "ident": _ident(gen_mel, mel),
+                                                "ident_vs_that_clip": _ident(gen_mel, np.roll(mel, 1, 0))}
     _, entries = park_sim.sim_weights(0)
     out["networks"] = {name: e["description"] for name, e in entries.items()}
     write_json(Path(args.out), out)
