@@ -10,7 +10,7 @@
     The fastl2lir algorithm (KamitaniLab): per output unit, keep the ``n_feat`` voxels with the largest
     |correlation| to it and solve a ridge on those, the bias regularised too. Same results as
     ``fastl2lir.FastL2LiR().fit(X, Y, alpha, n_feat)``, computed from one shared Gram matrix and
-    batched Cholesky solves.
+    batched Cholesky solves (X^T Y over the distinct rows of Y when they repeat per stimulus).
 
 Both take numpy arrays or torch tensors of shape (n_samples, n_voxels) and (n_samples, n_outputs),
 compute in ``dtype`` on ``device`` ("cpu" or "cuda[:k]") and expose numpy attributes. On CUDA all

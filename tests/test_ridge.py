@@ -275,6 +275,22 @@ def test_repeated_rows_are_grouped_exactly():
     assert _repeated_rows(torch.from_numpy(np.random.default_rng(0).standard_normal((30, 40)))) is None
 
 
+def test_selective_ridge_leaves_thread_settings_as_it_found_them(monkeypatch):
+    """The two-thread CPU loop holds torch (and BLAS) at one thread while it runs, and must restore them."""
+    from threadpoolctl import threadpool_info
+
+    import bench.ridge as R
+
+    monkeypatch.setattr(R, "_few_threads", lambda: True)  # that loop, on any machine
+
+    X, Y = _data(n=150, V=40, m=6, seed=6)
+    torch_before = torch.get_num_threads()
+    blas_before = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    SelectiveRidge(alpha=10.0, n_feat=12, chunk_outputs=2).fit(X, Y)
+    assert torch.get_num_threads() == torch_before
+    assert [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"] == blas_before
+
+
 def test_selective_ridge_gather_without_numba_matches(monkeypatch):
     """Without numba the Gram blocks are gathered whole by numpy ``take``: the factorisation reads the same triangle,
     so the coefficients are identical."""
