@@ -364,7 +364,6 @@ def _upper_gather_kernel():
     except ImportError:
         return None
 
-    @numba.njit(nogil=True, cache=True)
     def gather_upper(G, idx, out):  # pragma: no cover - compiled
         # Column q of out's upper triangle from the start of row idx[j, q] of the symmetric G: reading rows from
         # their start measured faster than reading their ends (0.57 vs 0.67 ms per 500 x 500 block).
@@ -375,7 +374,10 @@ def _upper_gather_kernel():
                 for p in range(q + 1):
                     out[j, p, q] = row[ix[p]]
 
-    return gather_upper
+    try:
+        return numba.njit(nogil=True, cache=True)(gather_upper)
+    except RuntimeError:  # no writable cache location (read-only install and home): compile per process
+        return numba.njit(nogil=True)(gather_upper)
 
 
 @contextlib.contextmanager
