@@ -16,7 +16,8 @@ Caches:
 - reference (stimulus) features, per unique clip of a split, under the data root:
   ``<data root>/features/<dataset>/<version>/<network>-<weights sha256[:16]>-p<PREP_VERSION>/clips-<hash of the
   clip indices>.npz``; computed once per (dataset, version, clip set, network, weights) and shared by every method,
-  subject and seed with the same test clips; written atomically;
+  subject and seed with the same test clips; written atomically; used only while the sha256 of the clips' audio
+  matches the one stored with it;
 - a record's own features, in ``<record>.emb.npz`` beside the record when the caller sets
   ``ctx.embeddings_path``; keyed by the network key and the sha256 of the reconstruction audio, so rescoring a
   record after a metric change recomputes nothing, and a changed reconstruction is never matched with stale
@@ -125,9 +126,9 @@ def feature_path(split, net: Network, clips: np.ndarray, root=None) -> Path:
     return data_root(root) / "features" / split.dataset / split.version / feature_key(net) / f"clips-{_clip_hash(clips)}.npz"
 
 
-def _meta(split, net: Network) -> dict:
+def _meta(split, net: Network, audio_sha256: str) -> dict:
     return {"dataset": split.dataset, "version": split.version, "network": net.kind, "weights": net.weights,
-            "weights_sha256": net.sha256, "prep_version": PREP_VERSION}
+            "weights_sha256": net.sha256, "prep_version": PREP_VERSION, "audio_sha256": audio_sha256}
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray] | None:
@@ -144,7 +145,11 @@ def reference_embeddings(split, net: Network, *, batch_size: int | None = None, 
 
     clips = np.asarray(split.unique_clips(), dtype=np.int64)
     path = feature_path(split, net, clips, root)
-    meta = _meta(split, net)
+    audio = np.asarray(split.clips.audio[clips], dtype=np.float32)
+    # The audio's own digest, not only the dataset version: re-prepared audio under the same version (users fetch
+    # Brain2Sound's clips themselves) or another split that reuses a name is recomputed, never matched with stale
+    # features (measured: the metric tests' ad-hoc splits read each other's references before this).
+    meta = _meta(split, net, audio_digest(audio))
 
     def cached():
         stored = _read_npz(path)
@@ -159,7 +164,6 @@ def reference_embeddings(split, net: Network, *, batch_size: int | None = None, 
         with file_lock(path.with_name(f".{path.name}.lock")):
             data = cached()
             if data is None:
-                audio = np.asarray(split.clips.audio[clips], dtype=np.float32)
                 data = embed_audio(net, audio, batch_size=batch_size)
                 write_npz(path, clip_index=clips, meta=np.array(json.dumps(meta, sort_keys=True)), **data)
     rows = np.searchsorted(clips, np.asarray(split.clip_index, dtype=np.int64))

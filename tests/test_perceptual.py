@@ -251,6 +251,12 @@ def test_reference_features_are_cached_per_clip_set(tiny_weights, monkeypatch, t
     calls.clear()
     assert _evaluate("fd", _ctx(split.audio, split))["fd"].value == pytest.approx(first.value, abs=1e-9)
     assert calls == [("panns", 10)]
+    # Same dataset, version and clip indices but other audio (re-prepared clips): the references are recomputed.
+    calls.clear()
+    changed = _split()
+    changed.clips.audio[:] = changed.clips.audio[::-1]
+    assert _evaluate("fd", _ctx(split.audio, changed))["fd"].status == "ok"
+    assert calls == [("panns", 5), ("panns", 10)]  # the stale cache would have been read: [("panns", 10)]
 
 
 def test_record_features_are_kept_beside_the_record(tiny_weights, monkeypatch, tmp_path):
