@@ -400,11 +400,12 @@ def _gather_square(G: torch.Tensor, idx: torch.Tensor, buf: np.ndarray | None = 
     loop's factorisation reads, and with sorted rows of idx it touches about half of each row of G (measured at
     V 6,662, k 500: 0.57 ms per block against 3.2-3.9 ms for numpy's broadcast fancy indexing, which is memory
     bound). Without numba, rows then columns by ``take`` (1.3 ms). Elsewhere all of it, by torch.take
-    (multithreaded; the batched torch Cholesky reads the lower triangle)."""
+    (multithreaded; the batched torch Cholesky reads the lower triangle). ``buf`` (at least (c, k, k), G's dtype):
+    written into and returned instead of a new array, on the CPU path."""
     if G.device.type == "cpu" and _few_threads():
         Gn, In = G.numpy(), idx.numpy()
         shape = (In.shape[0], In.shape[1], In.shape[1])
-        out = buf[: shape[0]] if buf is not None and buf.shape[1:] == shape[1:] else np.empty(shape, dtype=Gn.dtype)
+        out = np.empty(shape, dtype=Gn.dtype) if buf is None else buf[: shape[0]]
         kernel = _upper_gather_kernel()
         if kernel is not None:
             kernel(Gn, np.ascontiguousarray(In), out)

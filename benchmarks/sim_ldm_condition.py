@@ -58,11 +58,12 @@ def _prepare(ldm, mae, data: dict, kinds: list[str]):
     return images, conds, mels
 
 
-def _ident(pred, true) -> float:
+def mean_identification(pred, true) -> float:
+    """Mean pairwise identification of pred (n, ...) against true (n, ...), to 3 digits (also used by
+    park_sim_bottleneck.py)."""
     from metrics.identification import pairwise_identification
 
-    p, t = np.asarray(pred), np.asarray(true)
-    return round(float(np.nanmean(pairwise_identification(p.reshape(len(p), -1), t.reshape(len(t), -1)))), 3)
+    return round(float(np.nanmean(pairwise_identification(np.asarray(pred), np.asarray(true)))), 3)
 
 
 def main(argv=None) -> int:
@@ -141,8 +142,8 @@ def main(argv=None) -> int:
     for k in kinds:
         fit = Ridge(alpha=10.0).fit(conds[k].flatten(1).numpy(), latents[k].flatten(1).numpy())
         pred = torch.from_numpy(fit.predict(e_conds[k].flatten(1).numpy())).float().view(e_latents[k].shape)
-        out["ridge"][k] = _ident(ldm.latent_to_mel(pred, e_mels[k].shape[2]), e_mels[k])
-        out["vae_identification"][k] = _ident(ldm.latent_to_mel(e_latents[k], e_mels[k].shape[2]), e_mels[k])
+        out["ridge"][k] = mean_identification(ldm.latent_to_mel(pred, e_mels[k].shape[2]), e_mels[k])
+        out["vae_identification"][k] = mean_identification(ldm.latent_to_mel(e_latents[k], e_mels[k].shape[2]), e_mels[k])
     if not args.ridge_only:
         if args.standardise:
             flat = torch.cat([conds[k].flatten(0, 1) for k in kinds])
@@ -189,7 +190,7 @@ def main(argv=None) -> int:
                 out["loss_gap"][k] = rows
         for k in kinds:
             out["identification"][k] = {
-                str(g): _ident(ldm.generate(e_conds[k], e_mels[k].shape[2], steps=5, guidance_scale=g, seed=0), e_mels[k])
+                str(g): mean_identification(ldm.generate(e_conds[k], e_mels[k].shape[2], steps=5, guidance_scale=g, seed=0), e_mels[k])
                 for g in (1.0, 2.0, 5.0)}
     tmp = Path(args.out).with_suffix(".tmp")
     tmp.write_text(json.dumps(out, indent=1) + "\n")

@@ -60,7 +60,7 @@ def _child(task: str, params: dict) -> None:
     # shuffled order, so the rows of Y repeat (as the conv5_3 features of a window do) while X's rows are single
     # trials. Each voxel is driven by 20 units plus noise (a sparse map: no dense (m, V) temporary).
     n_distinct = max(1, n // params["presentations"])
-    # (Every row distinct: Y is Y_distinct itself, no second copy.)
+    # (Every row distinct: Y is Y_distinct itself, not a second copy.)
     labels = np.arange(n) if n_distinct == n else rng.permutation(np.arange(n) % n_distinct)
     Y_distinct = rng.standard_normal((n_distinct, m), dtype=np.float32)
     drive = min(20, m)
@@ -73,12 +73,7 @@ def _child(task: str, params: dict) -> None:
     X = 3.0 * rng.standard_normal((n, V), dtype=np.float32)
     X += signal[labels]
     del M, signal
-    if n_distinct == n:
-        Y = Y_distinct
-    else:  # filled in blocks of rows: Y_distinct[labels] at once would hold a second copy for the index temporaries
-        Y = np.empty((n, m), dtype=np.float32)
-        for r0 in range(0, n, 1024):
-            Y[r0 : r0 + 1024] = Y_distinct[labels[r0 : r0 + 1024]]
+    Y = Y_distinct if n_distinct == n else Y_distinct[labels]
     del Y_distinct
     import torch
 
