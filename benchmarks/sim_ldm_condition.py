@@ -1,11 +1,12 @@
 """Does the simulator-pretrained AudioLDM2 UNet use its condition? (issue 12's open item; not part of the test run)
 
-    BENCH_SIM_WEIGHTS=auto python benchmarks/sim_ldm_condition.py --out cond.json [--epochs 20] [--t-power 1]
-        [--weight-cap 1] [--uncond 0.1] [--standardise] [--ridge-only]
+    BENCH_SIM_WEIGHTS=auto python benchmarks/sim_ldm_condition.py --out cond.json [--epochs 15] [--t-power 3]
+        [--weight-cap 20] [--uncond 0] [--n-unet 480] [--standardise] [--ridge-only]
 
 Retrains the tiny VAE + UNet the way ``bench.networks.simtrain.train_audioldm2`` does (same clips, seed, VAE
-settings, kinds interleaved per batch), with knobs the trainer does not have, then measures, on fresh held-out
-clips (``simtrain.world(777, n_eval)``) and with no brain data involved:
+settings, kinds interleaved per batch, ``LatentDiffusion.loss``), each knob defaulting to the trainer's
+``LDM_CONFIG``, then measures, on fresh held-out clips (``simtrain.world(777, n_eval)``) and with no brain data
+involved:
 
 1. ``ridge``: the ceiling -- a ridge map from the flattened ground-truth AudioMAE features to the VAE latent,
    pairwise identification of its decoded mel against the true vocoder mel (the condition's information);
@@ -14,10 +15,13 @@ clips (``simtrain.world(777, n_eval)``) and with no brain data involved:
 3. ``identification``: the UNet's samples (DDIM 5 steps, as the tiny profile) given the ground-truth features,
    identified against the true mels at guidance 1, 2 and 5.
 
-Knobs: ``--t-power p`` draws t = T u^(1/p) (p > 1 favours noisy steps, where c matters); ``--weight-cap w`` weights
-each sample's eps-MSE by min(1/alpha_bar_t, w) (the v-prediction weighting, capped; 1 = plain eps loss);
+Knobs: ``--n-unet`` UNet training clips per kind (the VAE trains on the first ``n_used`` as in the trainer);
+``--t-power p`` draws t = T u^(1/p) (p > 1 favours noisy steps, where c matters); ``--weight-cap w`` weights each
+sample's eps-MSE by min(1/alpha_bar_t, w) (the v-prediction weighting, capped; 1 = plain eps loss);
 ``--standardise`` z-scores the features per channel (training statistics) before the UNet; ``--uncond`` is the
 condition dropout. The JSON (written atomically) holds the knobs, the numbers and the seconds each stage took.
+(The committed 2026-12-05 results predate the trainer's adoption of these settings; their VAE trained on all 480
+clips per kind.)
 """
 
 from __future__ import annotations
@@ -70,13 +74,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--kinds", default="sound,music,speech")
-    ap.add_argument("--n-used", type=int, default=None, help="training clips per kind (default: the trainer's)")
+    ap.add_argument("--n-unet", type=int, default=None, help="UNet training clips per kind (default: the trainer's)")
     ap.add_argument("--n-eval", type=int, default=40)
     ap.add_argument("--epochs", type=int, default=None, help="UNet epochs (default: the trainer's)")
     ap.add_argument("--lr", type=float, default=None)
-    ap.add_argument("--t-power", type=float, default=1.0)
-    ap.add_argument("--weight-cap", type=float, default=1.0)
-    ap.add_argument("--uncond", type=float, default=0.1)
+    ap.add_argument("--t-power", type=float, default=None)
+    ap.add_argument("--weight-cap", type=float, default=None)
+    ap.add_argument("--uncond", type=float, default=None)
     ap.add_argument("--standardise", action="store_true")
     ap.add_argument("--ridge-only", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
@@ -90,30 +94,30 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     cfg = dict(S.LDM_CONFIG)
-    n_used = args.n_used or cfg["n_used"]
+    n_unet = args.n_unet or cfg["n_per_kind"]
     epochs = cfg["unet_epochs"] if args.epochs is None else args.epochs
     lr = args.lr or cfg["unet_lr"]
+    t_power = cfg["t_power"] if args.t_power is None else args.t_power
+    weight_cap = cfg["weight_cap"] if args.weight_cap is None else args.weight_cap
+    uncond = cfg["uncond"] if args.uncond is None else args.uncond
     kinds = args.kinds.split(",")
-    knobs = {"kinds": kinds, "n_used": n_used, "n_eval": args.n_eval, "unet_epochs": epochs, "unet_lr": lr,
-             "t_power": args.t_power, "weight_cap": args.weight_cap, "uncond": args.uncond,
+    knobs = {"kinds": kinds, "n_unet": n_unet, "n_vae": cfg["n_used"], "n_eval": args.n_eval, "unet_epochs": epochs,
+             "unet_lr": lr, "t_power": t_power, "weight_cap": weight_cap, "uncond": uncond,
              "standardise": args.standardise, "seed": args.seed, "vae_epochs": cfg["vae_epochs"]}
     out = {"knobs": knobs, "seconds": {}}
     clock = time.perf_counter()
     mae, _ = S.load_sim_audiomae("benchmarks/sim_ldm_condition.py")
     torch.manual_seed(args.seed)
     unet, vae, vocoder, scheduler = build_ldm(S.ldm_arch())
-    ldm = LatentDiffusion(unet, vae, vocoder, scheduler, cond_dim=mae.config.embed_dim, uncond_prob=args.uncond)
-    world = S.world(args.seed, max(n_used, cfg["n_per_kind"]))
-    train = {k: {f: v[:n_used] for f, v in world[k].items()} for k in kinds}
+    ldm = LatentDiffusion(unet, vae, vocoder, scheduler, cond_dim=mae.config.embed_dim, uncond_prob=uncond)
+    train = S.world(args.seed, n_unet)
     images, conds, _ = _prepare(ldm, mae, train, kinds)
     e_images, e_conds, e_mels = _prepare(ldm, mae, S.world(777, args.n_eval), kinds)
     out["seconds"]["data"] = round(time.perf_counter() - clock, 1)
     gen = torch.Generator().manual_seed(args.seed + 2)
 
-    sizes = {k: len(images[k]) for k in kinds}
-
-    def rounds(n_epochs, step):
-        return S.interleaved_rounds(n_epochs, sizes, cfg["batch_size"], step, gen)
+    def rounds(n_epochs, step, n_per_kind):
+        return S.interleaved_rounds(n_epochs, {k: n_per_kind for k in kinds}, cfg["batch_size"], step, gen)
 
     clock = time.perf_counter()
     vae.requires_grad_(True).train()
@@ -129,7 +133,7 @@ def main(argv=None) -> int:
         opt.step()
         return float(loss.detach())
 
-    rounds(cfg["vae_epochs"], vae_step)
+    rounds(cfg["vae_epochs"], vae_step, min(cfg["n_used"], n_unet))
     vae.requires_grad_(False).eval()
     with torch.no_grad():
         latents = {k: vae.encode(images[k]).latent_dist.mode() * ldm.scaling_factor for k in kinds}
@@ -153,25 +157,15 @@ def main(argv=None) -> int:
         clock = time.perf_counter()
         ldm.unet.train()
         opt = torch.optim.AdamW(ldm.unet.parameters(), lr=lr, weight_decay=1e-2)
-        n_t = len(ldm.alphas_cumprod)
 
         def unet_step(kind, idx):
-            z0, c = latents[kind][idx], conds[kind][idx]
-            b = len(z0)
-            noise = torch.randn(z0.shape, generator=gen)
-            t = (torch.rand(b, generator=gen) ** (1.0 / args.t_power) * n_t).long().clamp(max=n_t - 1)
-            keep = torch.rand(b, generator=gen) >= args.uncond
-            a = ldm.alphas_cumprod[t]
-            z_t = a.sqrt().view(b, 1, 1, 1) * z0 + (1 - a).sqrt().view(b, 1, 1, 1) * noise
-            h, h1 = ldm.condition(c)
-            err = ((ldm.eps(z_t, t, h * keep.view(b, 1, 1), h1) - noise) ** 2).mean((1, 2, 3))
-            loss = ((1.0 / a).clamp(max=args.weight_cap) * err).mean()
+            loss = ldm.loss(latents[kind][idx], conds[kind][idx], generator=gen, t_power=t_power, weight_cap=weight_cap)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             return float(loss.detach())
 
-        out["unet_loss"] = rounds(epochs, unet_step)
+        out["unet_loss"] = rounds(epochs, unet_step, n_unet)
         ldm.eval()
         out["seconds"]["unet"] = round(time.perf_counter() - clock, 1)
         out["loss_gap"], out["identification"] = {}, {}

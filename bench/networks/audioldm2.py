@@ -286,22 +286,33 @@ class LatentDiffusion(nn.Module):
         return x[:, 0, :frames, :].transpose(1, 2).float()
 
     # -- training ---------------------------------------------------------------------------
-    def loss(self, z0, c, c_gt=None, generator=None):
-        """Paper eq. 4: ||eps(z_t,t,c) - eps||^2 + ||eps(z_t,t,c_gt) - eps||^2 (mean squared errors)."""
+    def loss(self, z0, c, c_gt=None, generator=None, t_power: float = 1.0, weight_cap: float | None = None):
+        """Paper eq. 4: ||eps(z_t,t,c) - eps||^2 + ||eps(z_t,t,c_gt) - eps||^2 (mean squared errors).
+
+        Defaults: t uniform over the scheduler's steps, plain eps-MSE (the paper; the methods' fine-tuning).
+        ``t_power`` p > 1 draws t = floor(T u^(1/p)), favouring noisy steps, where the condition decides the sample;
+        ``weight_cap`` w weights each sample's MSE by min(1/alpha_bar_t, w) (v-prediction's weighting, capped). The
+        simulator pretraining uses both: with plain eps-MSE the sim UNet learned to ignore its condition (issue 12,
+        ``benchmarks/sim_ldm_condition.py``).
+        """
         dev = z0.device
         b = len(z0)
+        n_t = len(self.alphas_cumprod)
         noise = torch.randn(z0.shape, generator=generator).to(dev, z0.dtype)
-        t = torch.randint(0, len(self.alphas_cumprod), (b,), generator=generator).to(dev)
+        u = torch.rand(b, generator=generator)
+        t = (u ** (1.0 / float(t_power)) * n_t).long().clamp(max=n_t - 1).to(dev)
         keep = (torch.rand(b, generator=generator) >= self.uncond_prob).to(dev)
         a = self.alphas_cumprod.to(dev)[t].view(b, 1, 1, 1).to(z0.dtype)
         z_t = a.sqrt() * z0 + (1 - a).sqrt() * noise
+        weight = None if weight_cap is None else (1.0 / a.view(b).float()).clamp(max=float(weight_cap))
         total = 0.0
         for cond in (c, c_gt):
             if cond is None:
                 continue
             h, h1 = self.condition(cond)
             h = h * keep.view(b, 1, 1).to(h.dtype)
-            total = total + F.mse_loss(self.eps(z_t, t, h, h1).float(), noise.float())
+            err = (self.eps(z_t, t, h, h1).float() - noise.float()) ** 2
+            total = total + (err.mean() if weight is None else (weight * err.mean((1, 2, 3))).mean())
         return total
 
     # -- sampling ---------------------------------------------------------------------------
