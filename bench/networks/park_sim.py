@@ -39,7 +39,7 @@ codebook's, which its checkpoint embeds)."""
 TRAINING = {
     "clips": {"sound": 96, "music": 24, "speech": 16},
     "vggishish": {"epochs": 5, "batch_size": 8, "lr": 1e-3},
-    "codebook": {"epochs": 2, "batch_size": 16, "lr": 1e-2},
+    "codebook": {"epochs": 20, "batch_size": 16, "lr": 1e-2},
     "transformer": {"epochs": 40, "batch_size": 32, "lr": 3e-3},
     "gpt_extra_sound_clips": 320,
 }
