@@ -19,7 +19,10 @@ so do every FD/FAD/KL/CLAP value scored with them (measured: Intel Xeon vs AMD E
 values beyond tolerance, e.g. LiR's FAD 29.3 vs 61.8). So each file records the platform it was made on
 (``bench.provenance.cpu_platform``: CPU vendor and torch's CPU capability) and the check compares against the file of its own
 platform. On a platform with no file the SMOKE block (no trained networks: identical everywhere, measured) is still
-compared and the EVERY block is reported as not compared, with the command that records it.
+compared and the EVERY block is reported as not compared, with the command that records it. The same holds for a
+file whose EVERY block was withdrawn (``"every": null``, no EVERY values): done when an intended change (e.g. to a
+simulator trainer) moved that block and the file's platform was not at hand to re-record it; the SMOKE block, which
+such a change does not touch, stays compared there.
 """
 
 from __future__ import annotations
@@ -83,6 +86,20 @@ def golden_files() -> dict[str, Path]:
 def golden_file_for(key: str | None = None) -> Path | None:
     """The shipped golden file made on platform ``key`` (default: this machine's), or None."""
     return golden_files().get(key or cpu_platform())
+
+
+def every_platforms() -> list[str]:
+    """Platforms whose shipped golden file records the EVERY block (not withdrawn)."""
+    import json
+
+    out = []
+    for key, path in golden_files().items():
+        try:
+            if key and json.loads(path.read_text(encoding="utf-8")).get("every") is not None:
+                out.append(key)
+        except (OSError, ValueError):
+            continue
+    return sorted(out)
 
 
 @dataclass
@@ -179,8 +196,11 @@ def read_golden(golden_file: Path = GOLDEN_FILE) -> dict:
         isinstance(v, dict) and all(x is None or isinstance(x, (int, float)) for x in v.values()) for v in values.values()
     ):
         raise BenchError(f"golden values file {golden_file} lacks a valid 'values' mapping of cell -> metric -> number; {restore}")
-    if golden.get("smoke") != SMOKE or golden.get("every") != {**EVERY, "methods": every_methods()}:
+    if golden.get("smoke") != SMOKE or golden.get("every") not in (None, {**EVERY, "methods": every_methods()}):
         raise BenchError(f"{golden_file} was made for another smoke configuration or method list; run `bench check --update` after review")
+    if golden.get("every") is None and any(w.startswith(EVERY_PREFIX) for w in values):
+        raise BenchError(f"golden values file {golden_file} withdraws its EVERY block (\"every\": null) but still holds "
+                         f"{EVERY_PREFIX} values; {restore}")
     if not isinstance(golden.get("learning"), dict):
         raise BenchError(f"golden values file {golden_file} lacks the 'learning' verdicts; {restore}")
     return golden
@@ -213,6 +233,8 @@ def run_check(
             every_compared = update
             golden_file = (GOLDEN_DIR / f"smoke.{key}.json") if update else GOLDEN_FILE
     golden = None if update else read_golden(golden_file)
+    if golden is not None and golden.get("every") is None:
+        every_compared = False
     if runs is not None:
         current, learning = collect_smoke_values(Path(runs), data_root=data_root, progress=progress, echo=echo)
     else:
@@ -232,7 +254,7 @@ def run_check(
         golden = {**golden, "values": {w: v for w, v in golden["values"].items() if not w.startswith(EVERY_PREFIX)},
                   "learning": {}}
         learning = {}
-        known = ", ".join(sorted(k for k in golden_files() if k)) or "none"
+        known = ", ".join(every_platforms()) or "none"
         echo(f"warning: no golden values for the simulator-trained block on this platform ({key}; recorded: {known}): "
              f"its {len(every_methods())} methods ran but are not compared. Record them with `bench check --update` "
              "on this platform after review, and commit the new file.")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bench.check import GOLDEN_FILE, compare, golden_file_for, run_check
+from bench.check import GOLDEN_FILE, compare, every_platforms, golden_file_for, run_check
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +19,8 @@ def golden():
 @pytest.fixture
 def platform_golden(golden):
     """Tests that pass a perturbed copy as ``golden_file`` compare every block: they need this platform's values."""
-    if golden_file_for() is None:
-        pytest.skip("no golden values recorded on this CPU platform (bench check --update records them)")
+    if golden_file_for() is None or golden.get("every") is None:
+        pytest.skip("no golden values of the EVERY block recorded on this CPU platform (bench check --update records them)")
     return golden
 
 
@@ -130,15 +130,40 @@ def test_cpu_platform_names_vendor_and_capability():
     assert all(path.name == ("smoke.json" if path == GOLDEN_FILE else f"smoke.{key_}.json") for key_, path in files.items())
 
 
-def test_every_registered_method_is_in_the_drift_check(golden):
-    """A newly registered method without golden values would escape the check: the golden file names them all."""
+def test_every_registered_method_is_in_the_drift_check():
+    """A newly registered method without golden values would escape the check: each golden file that records the
+    EVERY block (at least one does) names them all."""
     from methods import METHODS
 
-    assert golden["every"]["methods"] == sorted(METHODS.names())
-    assert {w.split("/")[1] for w in golden["values"] if w.startswith("sim-pretrained:")} == set(METHODS.names())
-    for where, metrics in golden["values"].items():
-        if where.startswith("sim-pretrained:") and "/chance/" not in where:
-            assert all(metrics.get(m) is not None for m in ("fd", "fad", "kl", "clap")), where
+    assert every_platforms(), "no shipped golden file records the EVERY block"
+    for key in every_platforms():
+        golden = json.loads(golden_file_for(key).read_text())
+        assert golden["every"]["methods"] == sorted(METHODS.names())
+        assert {w.split("/")[1] for w in golden["values"] if w.startswith("sim-pretrained:")} == set(METHODS.names())
+        for where, metrics in golden["values"].items():
+            if where.startswith("sim-pretrained:") and "/chance/" not in where:
+                assert all(metrics.get(m) is not None for m in ("fd", "fad", "kl", "clap")), where
+
+
+@pytest.mark.slow
+def test_withdrawn_every_block_compares_the_smoke_block_and_says_so(tmp_path, golden, smoke_runs):
+    """A golden file whose EVERY block was withdrawn ("every": null; bench/check.py says when) still compares the SMOKE
+    block and names what it did not compare; EVERY values left in such a file are refused as damage."""
+    from bench.check import EVERY_PREFIX
+    from bench.errors import BenchError
+
+    withdrawn = {**golden, "every": None, "learning": {},
+                 "values": {w: v for w, v in golden["values"].items() if not w.startswith(EVERY_PREFIX)}}
+    path = tmp_path / "smoke.json"
+    path.write_text(json.dumps(withdrawn))
+    lines = []
+    assert run_check(golden_file=path, echo=lines.append, runs=smoke_runs) == 0, "\n".join(lines)
+    assert any(line.startswith("warning: no golden values for the simulator-trained block") for line in lines)
+    assert lines[-1].startswith(f"ok: {sum(len(v) for v in withdrawn['values'].values())} metric values")
+    recorded = json.loads(golden_file_for(every_platforms()[0]).read_text())
+    path.write_text(json.dumps({**recorded, "every": None}))
+    with pytest.raises(BenchError, match="withdraws its EVERY block"):
+        run_check(golden_file=path, echo=lambda *_: None)
 
 
 @pytest.mark.parametrize("content", ['{"smoke": {"meth', "", '{"smoke": {}, "values": {"a": {"pcc": "x"}}}'])
