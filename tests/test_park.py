@@ -307,9 +307,8 @@ def test_park_identifies_stimuli_on_sim_sound(park_sim_sound):
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=False, reason=(
-    "marginal, hardware-dependent (issue 13: the sim codebook/GPT is the bottleneck): the PCC CI's low end was 0.0366 "
-    "vs chance's high end 0.0369 on AMD EPYC and above it on Intel Xeon; bench check records Park's paired PCC "
-    "verdict as failing on both"))
+    "marginal (issue 13: the sim GPT is the bottleneck since the codebook fix of 2026-12-06): Park's sim-sound sim01 "
+    "PCC is 0.042 against chance 0.037 on AMD EPYC, and bench check records its paired PCC verdict as failing"))
 def test_park_pcc_above_chance_on_sim_sound(park_sim_sound):
     from bench.datasets import get_dataset
     from bench.stats import bootstrap_ci
