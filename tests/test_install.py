@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ["bench/datasets.yaml", "bench/golden/smoke.json", "bench/golden/smoke.AuthenticAMD-AVX512.json", "bench/py.typed", "methods/py.typed", "metrics/py.typed",
+SHIPPED = ["bench/datasets.yaml", "bench/golden/smoke.json", "bench/golden/smoke.AuthenticAMD-AVX512.json", "bench/golden/smoke.AuthenticAMD-AVX2.json", "bench/py.typed", "methods/py.typed", "metrics/py.typed",
            "bench/prepare/brain2sound.py", "bench/networks/audiomae.py", "bench/networks/weights.py"]
 
 
