@@ -6,7 +6,11 @@ On one simulated test split, in Park's own mel domain (80 x 336, [0, 1]), for ev
 - codebook round trip: mel -> sim codebook codes -> decoded mel (the ceiling the GPT can reach);
 - GPT from the ground-truth conv5_3: codes sampled from the sim GPT conditioned on the clip's own VGGishish
   conv5_3 (top-k 1, 4 and 64, seeded), decoded; with the share of codes equal to the round trip's;
-- the same GPT conditioned on the next clip's conv5_3 (top-k 4), scored against this clip's and that clip's mel.
+- the same GPT conditioned on the next clip's conv5_3 (top-k 4), scored against this clip's and that clip's mel;
+- teacher-forced on the held-out clips' own codes: cross-entropy (nats per code) and top-1 accuracy of the next code,
+  given the clip's conv5_3 and given the next clip's, beside the entropy of the test codes' marginal (what a GPT
+  that ignores both condition and context scores). A held-out loss far above the training loss with little gain
+  from the right condition says the GPT memorised its few hundred training clips rather than learnt the mapping.
 
 Each as mean PCC and pairwise identification (``metrics.identification``) against the clip's true mel. ``--gpt-epochs``
 and ``--gpt-extra-clips`` retrain the sim networks with another GPT epoch count or number of extra sound clips (a
@@ -32,6 +36,28 @@ def _pcc(pred: np.ndarray, true: np.ndarray) -> float:
     from metrics.spectral import pcc
 
     return round(float(np.nanmean(pcc(pred, true))), 3)
+
+
+def _teacher_forced(net, codes: np.ndarray, cond: np.ndarray) -> dict:
+    """Held-out next-code cross-entropy (nats) and top-1 accuracy of the GPT given the true codes so far.
+    codes: (n, H, W) int64 raster order; cond: (n, feat_dim, T_cond) float32."""
+    import torch
+
+    tr, perm = net.transformer, net.first_stage_permuter
+    n_cond = cond.shape[-1]
+    seq = perm(torch.from_numpy(codes.reshape(len(codes), -1)))
+    with torch.no_grad():
+        logits = tr(seq[:, :-1], torch.from_numpy(np.ascontiguousarray(cond, dtype=np.float32)))[:, n_cond - 1 :]
+        ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), seq.reshape(-1))
+        acc = (logits.argmax(-1) == seq).float().mean()
+    return {"cross_entropy": round(float(ce), 3), "top1": round(float(acc), 3)}
+
+
+def _marginal_entropy(codes: np.ndarray) -> float:
+    """Entropy (nats) of the codes' empirical distribution."""
+    p = np.bincount(codes.ravel()) / codes.size
+    p = p[p > 0]
+    return round(float(-(p * np.log(p)).sum()), 3)
 
 
 def main(argv=None) -> int:
@@ -80,6 +106,9 @@ def main(argv=None) -> int:
     gen_mel = (S.decode_codes(nets.net, shuffled) + 1) / 2
     out["gpt_from_other_clip_conv5_3_topk4"] = {"pcc": _pcc(gen_mel, mel), "ident": mean_identification(gen_mel, mel),
                                                 "ident_vs_that_clip": mean_identification(gen_mel, np.roll(mel, 1, 0))}
+    out["teacher_forced"] = {"true_conv5_3": _teacher_forced(nets.net, codes, cond),
+                             "other_clip_conv5_3": _teacher_forced(nets.net, codes, np.roll(cond, 1, 0)),
+                             "marginal_entropy": _marginal_entropy(codes)}
     _, entries = park_sim.sim_weights(0)
     out["networks"] = {name: e["description"] for name, e in entries.items()}
     write_json(Path(args.out), out)
