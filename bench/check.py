@@ -19,8 +19,8 @@ so do every FD/FAD/KL/CLAP value scored with them (measured: Intel Xeon vs AMD E
 values beyond tolerance, e.g. LiR's FAD 29.3 vs 61.8). So each file records the platform it was made on
 (``bench.provenance.cpu_platform``: CPU vendor and torch's CPU capability) and the check compares against the file of its own
 platform. On a platform with no file the SMOKE block (no trained networks: within tolerance everywhere, measured;
-only the last digits differ) is still compared and the EVERY block is reported as not compared, with the command that records it. The same holds for a
-file whose EVERY block was withdrawn (``"every": null``, no EVERY values): done when an intended change (e.g. to a
+only the last digits differ) is still compared and the EVERY block is reported as not compared, with the command
+that records it. The same holds for a file whose EVERY block was withdrawn (``"every": null``, no EVERY values): done when an intended change (e.g. to a
 simulator trainer) moved that block and the file's platform was not at hand to re-record it; the SMOKE block, which
 such a change does not touch, stays compared there.
 """

@@ -51,6 +51,15 @@ def atomic_path(target: Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+def write_torch(target: Path, obj: Any) -> None:
+    """``torch.save(obj)`` to ``target`` atomically, the same bytes for the same tensors: through a file object,
+    because given a path torch names the zip archive's inner folder after it, here the random temporary name."""
+    import torch
+
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+
+
 @contextlib.contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
     """Yield a temporary folder beside ``target``; on success it replaces ``target`` whole."""

@@ -140,12 +140,11 @@ def fit_model(
             state["stall"] += 1
         state["epoch"] = epoch + 1
         if ckpt is not None:
-            from bench.io import atomic_path
+            from bench.io import write_torch
 
-            with atomic_path(ckpt) as tmp:
-                torch.save({"digest": digest, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                            "scaler": scaler.state_dict(), "generator": gen.get_state(), "state": state,
-                            "best_state": best_state}, tmp)
+            write_torch(ckpt, {"digest": digest, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                               "scaler": scaler.state_dict(), "generator": gen.get_state(), "state": state,
+                               "best_state": best_state})
         if cfg.patience and state["stall"] >= cfg.patience:
             break
     if best_state is not None and len(val_t):

@@ -43,11 +43,11 @@ def _teacher_forced(net, codes: np.ndarray, cond: np.ndarray) -> dict:
     codes: (n, H, W) int64 raster order; cond: (n, feat_dim, T_cond) float32."""
     import torch
 
-    tr, perm = net.transformer, net.first_stage_permuter
-    n_cond = cond.shape[-1]
-    seq = perm(torch.from_numpy(codes.reshape(len(codes), -1)))
+    from bench.networks.specvqgan import next_code_logits
+
+    seq = net.first_stage_permuter(torch.from_numpy(codes.reshape(len(codes), -1)))
     with torch.no_grad():
-        logits = tr(seq[:, :-1], torch.from_numpy(np.ascontiguousarray(cond, dtype=np.float32)))[:, n_cond - 1 :]
+        logits = next_code_logits(net, seq, torch.from_numpy(np.ascontiguousarray(cond, dtype=np.float32)))
         ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), seq.reshape(-1))
         acc = (logits.argmax(-1) == seq).float().mean()
     return {"cross_entropy": round(float(ce), 3), "top1": round(float(acc), 3)}

@@ -2,7 +2,7 @@ import json
 import pytest
 
 from bench.errors import BenchError
-from bench.io import atomic_path, ensure_writable_dir, read_json, write_json
+from bench.io import atomic_path, ensure_writable_dir, read_json, write_json, write_torch
 from bench.records import config_hash, load_record, record_path
 
 
@@ -14,6 +14,18 @@ def test_atomic_path_leaves_no_partial_file_on_error(tmp_path):
             raise RuntimeError("crash")
     assert not target.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_torch_is_byte_reproducible_and_loads(tmp_path):
+    # The sim checkpoints' files must not depend on the temporary name they were written under.
+    import torch
+
+    obj = {"state_dict": {"w": torch.arange(6.0).reshape(2, 3)}, "epoch": 1}
+    write_torch(tmp_path / "a.ckpt", obj)
+    write_torch(tmp_path / "b.ckpt", obj)
+    assert (tmp_path / "a.ckpt").read_bytes() == (tmp_path / "b.ckpt").read_bytes()
+    assert torch.equal(torch.load(tmp_path / "a.ckpt", weights_only=True)["state_dict"]["w"], obj["state_dict"]["w"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ckpt", "b.ckpt"]  # no temporary file left
 
 
 def test_write_json_roundtrip(tmp_path):

@@ -110,6 +110,7 @@ def train(out_dir: Path, seed: int, device: str = "cpu") -> dict[str, dict]:
     import torch
     import torch.nn.functional as F
 
+    from bench.io import write_torch
     from bench.networks import specvqgan as S
     from bench.networks import vggishish as V
     from bench.networks.weights import get_spec
@@ -140,8 +141,8 @@ def train(out_dir: Path, seed: int, device: str = "cpu") -> dict[str, dict]:
         with torch.no_grad():
             acc = float((vnet(x_std).argmax(1) == y).float().mean())
             conv = torch.cat([vnet.conv5_3(x_std[i : i + 32]) for i in range(0, n, 32)])
-        torch.save({"model": {k: v.cpu() for k, v in vnet.state_dict().items()}, "epoch": TRAINING["vggishish"]["epochs"]},
-                   out_dir / get_spec("vggishish").file)
+        write_torch(out_dir / get_spec("vggishish").file,
+                    {"model": {k: v.cpu() for k, v in vnet.state_dict().items()}, "epoch": TRAINING["vggishish"]["epochs"]})
         V.write_mel_stats(out_dir / get_spec("vggishish-mel-stats").file, mean, std)
 
         # 2. codebook: a VQ autoencoder on 2 x - 1 mels; unused codes restart at random encoder outputs each epoch
@@ -190,10 +191,9 @@ def train(out_dir: Path, seed: int, device: str = "cpu") -> dict[str, dict]:
         n_gpt = len(codes)
         cond = torch.from_numpy(S.conditioning_tokens(conv.cpu().numpy())).to(dev)
         seq = net.first_stage_permuter(codes.reshape(n_gpt, -1))
-        n_cond = cond.shape[2]
 
         def gpt_loss(m, idx, training):
-            logits = m.transformer(seq[idx, :-1], cond[idx])[:, n_cond - 1 :]
+            logits = S.next_code_logits(m, seq[idx], cond[idx])
             return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), seq[idx].reshape(-1))
 
         hist_t = _loop(net, gpt_loss, n_gpt, TRAINING["transformer"], seed + 4, device)

@@ -406,12 +406,9 @@ def load_transformer(path: str | Path, tcfg: TransformerConfig | None = None, cc
 
 def save_lightning(path: Path, state_dict: dict, **extra) -> None:
     """Write ``{'state_dict': ..., **extra}`` as a Lightning-style checkpoint (atomically)."""
-    import torch
+    from bench.io import write_torch
 
-    from bench.io import atomic_path
-
-    with atomic_path(Path(path)) as tmp:
-        torch.save({"state_dict": {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, **extra}, tmp)
+    write_torch(Path(path), {"state_dict": {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, **extra})
 
 
 def conditioning_tokens(conv5_3: np.ndarray) -> np.ndarray:
@@ -422,6 +419,13 @@ def conditioning_tokens(conv5_3: np.ndarray) -> np.ndarray:
         raise BenchError(f"conv5_3 features must be (n, channels, freq, time), got shape {a.shape}")
     n, c, f, t = a.shape
     return np.ascontiguousarray(a.reshape(n, c * f, t))
+
+
+def next_code_logits(net, seq, cond):
+    """Logits of every code of ``seq`` given the condition and the codes before it, as SpecVQGAN trains its GPT
+    (teacher forcing). seq: (B, H * W) int64 column-major codes; cond: (B, feat_dim, T_cond) float32 tensor.
+    Returns (B, H * W, vocab_size)."""
+    return net.transformer(seq[:, :-1], cond)[:, cond.shape[-1] - 1 :]
 
 
 def sample_codes(net, cond: np.ndarray, *, top_k: int, temperature: float = 1.0, generator=None, batch_size: int = 32,
