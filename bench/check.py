@@ -22,7 +22,9 @@ platform. On a platform with no file the SMOKE block (no trained networks: withi
 only the last digits differ) is still compared and the EVERY block is reported as not compared, with the command
 that records it. The same holds for a file whose EVERY block was withdrawn (``"every": null``, no EVERY values): done when an intended change (e.g. to a
 simulator trainer) moved that block and the file's platform was not at hand to re-record it; the SMOKE block, which
-such a change does not touch, stays compared there.
+such a change does not touch, stays compared there. A metric or learning check that a file has in none of its cells
+(registered after the file was recorded) is reported and set aside with a note rather than counted as drift
+(``drop_unrecorded``); ``--update`` on that platform records it.
 """
 
 from __future__ import annotations
@@ -179,6 +181,24 @@ def compare(golden: dict, current: dict) -> list[Drift]:
     return drifts
 
 
+def drop_unrecorded(golden: dict, current: dict, learning: dict) -> tuple[dict, dict, list[str]]:
+    """(current, learning) without the metric keys and learning checks that no cell of the golden file has, and their names.
+
+    Such a key is newer than the file (a metric or check registered after the file was recorded), not a value that
+    moved: it is set aside with a note, so adding a metric does not fail the check on platforms whose files cannot be
+    re-recorded at once. A key the file has for some cells stays compared everywhere (a cell that stops or starts
+    reporting it is drift).
+    """
+    recorded = {m for v in golden["values"].values() for m in v}
+    checks = {c for v in golden.get("learning", {}).values() for c in v}
+    new_metrics = sorted({m for v in current.values() for m in v} - recorded)
+    new_checks = sorted({c for v in learning.values() for c in v} - checks)
+    current = {w: {m: x for m, x in v.items() if m in recorded} for w, v in current.items()}
+    learning = {w: {c: ok for c, ok in v.items() if c in checks} for w, v in learning.items()}
+    names = new_metrics + [f"learning check {c}" for c in new_checks if c not in new_metrics]
+    return current, learning, names
+
+
 def read_golden(golden_file: Path = GOLDEN_FILE) -> dict:
     """The golden values, checked whole before any smoke cell runs: {where: {metric: float or None}}."""
     import json
@@ -258,6 +278,10 @@ def run_check(
         echo(f"warning: no golden values for the simulator-trained block on this platform ({key}; recorded: {known}): "
              f"its {len(every_methods())} methods ran but are not compared. Record them with `bench check --update` "
              "on this platform after review, and commit the new file.")
+    current, learning, unrecorded = drop_unrecorded(golden, current, learning)
+    if unrecorded:
+        echo(f"note: {', '.join(unrecorded)} not in {Path(golden_file).name} (registered after it was recorded): reported "
+             f"above, not compared; `bench check --update` on platform {key} records them.")
     drifts = compare(golden["values"], current)
     changed = [(where, check, golden["learning"].get(where, {}).get(check), ok) for where, checks in learning.items()
                for check, ok in checks.items() if golden["learning"].get(where, {}).get(check) != ok]

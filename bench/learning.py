@@ -10,6 +10,8 @@ shuffled, ``methods/reference.py``):
   level (the majority-class rate the probe reports).
 - ``ident:mel``: methods that generate with a diffusion model (Fine-LDM, C2F-LDM); pairwise identification of the
   reconstructions' eval mels above 0.6, i.e. the generated audio depends on the brain.
+- ``clap:ident``: the same methods, the same identification on the reconstructions' CLAP audio embeddings (does the
+  audio carry what the clip is, rather than its spectrum?); only where CLAP weights scored the record.
 
 The verdicts are facts about the records, never tuned: ``bench check`` records them with the golden values, so a
 change in either direction shows as drift.
@@ -24,13 +26,13 @@ import numpy as np
 CHANCE_METHOD = "chance"
 IDENT_THRESHOLD = 0.6
 GENERATIVE = ("fine_ldm", "c2f_ldm")
-"""Methods whose output is sampled by a diffusion model: their ident:mel is checked against IDENT_THRESHOLD."""
+"""Methods whose output is sampled by a diffusion model: their ident:mel and clap:ident are checked against IDENT_THRESHOLD."""
 
 
 @dataclass(frozen=True)
 class Verdict:
     where: str  # "dataset/method/subject/seed<k>"
-    check: str  # "pcc", "probe:semantic" or "ident:mel"
+    check: str  # "pcc", "probe:semantic", "ident:mel" or "clap:ident"
     passed: bool
     detail: str
 
@@ -74,4 +76,8 @@ def verdicts(records: list[dict]) -> list[Verdict]:
             ok = ident.get("status") == "ok"
             out.append(Verdict(where, "ident:mel", bool(ok and ident["value"] > IDENT_THRESHOLD),
                                f"identification {ident['value']:.3f} vs {IDENT_THRESHOLD}" if ok else "unavailable"))
+            clap = m.get("clap:ident", {})
+            if clap.get("status") == "ok":  # needs CLAP weights; without them the record says why, no verdict
+                out.append(Verdict(where, "clap:ident", bool(clap["value"] > IDENT_THRESHOLD),
+                                   f"identification {clap['value']:.3f} vs {IDENT_THRESHOLD}"))
     return sorted(out, key=lambda v: (v.where, v.check))

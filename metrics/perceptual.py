@@ -12,7 +12,8 @@ same N and repeated stimuli count as often as they were heard), the other set is
 - KL: per pair, audioldm_eval's KL(reference || reconstruction) of PANNs class probabilities; "kl" is the softmax
   variant (audioldm_eval's headline) and "kl:sigmoid" the sigmoid variant (both reported; a family member is named
   "kl:<variant>" so the leaderboard and ``bench check`` find its spec).
-- CLAP: per pair, cosine of the L2-normalised CLAP audio embeddings of reconstruction and stimulus.
+- CLAP: per pair, cosine of the L2-normalised CLAP audio embeddings of reconstruction and stimulus; "clap:ident"
+  is the pairwise identification of the reconstructions among the stimuli by the same embeddings.
 
 FD and FAD also report ``extra.fad_inf`` (and its fit's ``fad_inf_r2``): the FD extrapolated to infinitely many
 samples (``metrics.frechet.fad_inf`` with ``subsample_ref=True``, seed 0), when both sets have at least 10 rows.
@@ -122,13 +123,26 @@ def evaluate_kl(ctx: EvalContext) -> dict[str, MetricResult]:
     return out
 
 
-def evaluate_clap(ctx: EvalContext) -> MetricResult:
-    """CLAP: cosine similarity of LAION CLAP audio embeddings, reconstruction vs its stimulus, per pair."""
+def evaluate_clap(ctx: EvalContext) -> dict[str, MetricResult]:
+    """CLAP audio embeddings of reconstruction and stimulus: {"clap": cosine per pair, "clap:ident": identification}.
+
+    "clap:ident" is the pairwise identification (``metrics.identification``, chance 0.5) of each reconstruction's
+    embedding among the test stimuli's: whether a reconstruction is closer to its own stimulus than to another one,
+    which the mean cosine alone does not say (every reconstruction may be equally close to every stimulus).
+    """
+    from bench.stats import mean_finite
     from metrics.embeddings import pair
+    from metrics.identification import pairwise_identification
 
     net = _network(ctx, "clap", "CLAP")
     if isinstance(net, MetricResult):
-        return net
+        return {"clap": net, "clap:ident": MetricResult.unavailable(net.reason, weights=net.weights)}
     ref, rec = pair(ctx, net)
     values = np.sum(ref["embedding"].astype(np.float64) * rec["embedding"].astype(np.float64), axis=1)
-    return MetricResult(value=float(np.mean(values)), per_sample=values, extra=net.info())
+    out = {"clap": MetricResult(value=float(np.mean(values)), per_sample=values, extra=net.info())}
+    if len(values) < 2:
+        out["clap:ident"] = MetricResult.unavailable("CLAP identification needs at least 2 test samples")
+    else:
+        ident = pairwise_identification(rec["embedding"], ref["embedding"])
+        out["clap:ident"] = MetricResult(value=mean_finite(ident), per_sample=ident, extra={"chance": 0.5, **net.info()})
+    return out

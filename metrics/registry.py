@@ -233,7 +233,8 @@ register(MetricSpec(name="fad", label="FAD", evaluate=_lazy("metrics.perceptual:
 # KL divergence of PANNs Cnn14 class distributions, reference vs reconstruction (kl: softmax, kl:sigmoid)
 register(MetricSpec(name="kl", label="KL", evaluate=_lazy("metrics.perceptual:evaluate_kl"), higher_is_better=False,
                     tolerance=0.02, paper_column=5))
-# cosine similarity of LAION CLAP audio embeddings, reconstruction vs stimulus, per sample
+# cosine similarity of LAION CLAP audio embeddings, reconstruction vs stimulus, per sample (clap:ident: pairwise
+# identification of the reconstructions among the stimuli by those embeddings, chance 0.5)
 register(MetricSpec(name="clap", label="CLAP", evaluate=_lazy("metrics.perceptual:evaluate_clap"), higher_is_better=True,
                     tolerance=0.005, paper_column=6))
 # 5-fold SVM accuracy of test labels from decoded features (folds grouped by stimulus), one per feature

@@ -66,6 +66,24 @@ def test_compare_within_tolerance_and_missing(golden):
     assert [d.metric for d in compare(golden["values"], current)] == ["psnr"]
 
 
+def test_metrics_and_checks_newer_than_the_golden_file_are_set_aside(golden):
+    """A key no golden cell has was registered after the file: noted, not drift; one some cells have stays compared."""
+    from bench.check import drop_unrecorded
+
+    current = copy.deepcopy(golden["values"])
+    learning = copy.deepcopy(golden.get("learning", {}))
+    first, last = sorted(current)[0], sorted(current)[-1]
+    current[first]["newmetric:x"] = 0.5
+    learning.setdefault(first, {})["newcheck"] = True
+    kept, kept_learning, names = drop_unrecorded(golden, current, learning)
+    assert names == ["newmetric:x", "learning check newcheck"]
+    assert compare(golden["values"], kept) == [] and "newcheck" not in kept_learning[first]
+    # a recorded metric that one cell stops reporting is still drift
+    del current[last]["pcc"]
+    kept, _, _ = drop_unrecorded(golden, current, learning)
+    assert [(d.where, d.metric) for d in compare(golden["values"], kept)] == [(last, "pcc")]
+
+
 @pytest.mark.slow
 def test_check_fails_with_perturbed_golden_file(tmp_path, platform_golden, smoke_runs):
     perturbed = copy.deepcopy(platform_golden)

@@ -32,14 +32,18 @@ def test_semantic_probe_and_generative_identification():
     weak_probe = {"status": "ok", "value": 0.25, "extra": {"chance": 0.25}}
     ident = lambda v: {"status": "ok", "value": v}  # noqa: E731
     out = verdicts([_record("chance", chance),
-                    _record("c2f_ldm", chance + 0.1, **{"probe:semantic": probe, "ident:mel": ident(IDENT_THRESHOLD + 0.01)}),
-                    _record("fine_ldm", chance + 0.1, **{"ident:mel": ident(IDENT_THRESHOLD)}),
-                    _record("c2f_decoder", chance + 0.1, **{"probe:semantic": weak_probe})])
+                    _record("c2f_ldm", chance + 0.1, **{"probe:semantic": probe, "ident:mel": ident(IDENT_THRESHOLD + 0.01),
+                                                         "clap:ident": ident(IDENT_THRESHOLD - 0.01)}),
+                    _record("fine_ldm", chance + 0.1, **{"ident:mel": ident(IDENT_THRESHOLD),
+                                                          "clap:ident": {"status": "unavailable", "reason": "no CLAP weights"}}),
+                    _record("c2f_decoder", chance + 0.1, **{"probe:semantic": weak_probe, "clap:ident": ident(0.9)})])
     got = {(v.where.split("/")[1], v.check): v.passed for v in out}
     assert got[("c2f_ldm", "probe:semantic")] and got[("c2f_ldm", "ident:mel")]
+    assert not got[("c2f_ldm", "clap:ident")]
     assert not got[("fine_ldm", "ident:mel")]  # at the threshold is not above it
+    assert ("fine_ldm", "clap:ident") not in got  # unavailable metric: the record says why, no verdict
     assert not got[("c2f_decoder", "probe:semantic")]
-    assert ("c2f_decoder", "ident:mel") not in got  # only the diffusion methods
+    assert ("c2f_decoder", "ident:mel") not in got and ("c2f_decoder", "clap:ident") not in got  # only the diffusion methods
 
 
 def test_no_chance_row_no_verdict_and_subjects_kept_apart():

@@ -130,7 +130,7 @@ def test_unavailable_without_weights(no_weights):
     split = _split()
     ctx = _ctx(split.audio, split)
     expected = {"fd": "FD needs PANNs Cnn14, 16 kHz", "fad": "FAD needs VGGish", "kl": "KL needs PANNs",
-                "kl:sigmoid": "KL needs PANNs", "clap": "CLAP needs LAION CLAP"}
+                "kl:sigmoid": "KL needs PANNs", "clap": "CLAP needs LAION CLAP", "clap:ident": "CLAP needs LAION CLAP"}
     got = {}
     for name in ("fd", "fad", "kl", "clap"):
         got.update(_evaluate(name, ctx))
@@ -163,6 +163,9 @@ def test_numbers_with_random_weights(tiny_weights):
     assert same["kl"].per_sample.shape == (10,) and same["clap"].per_sample.shape == (10,)
     assert same["fd"].extra["weights"] == "tiny-panns" and same["fd"].extra["weights_verified"] is True
     assert same["fd"].extra["weights_origin"] == "local" and same["clap"].extra["weights"] == "tiny-clap"
+    # each stimulus is heard twice: its other sample ties with it (a failure), the 8 others lose
+    assert same["clap:ident"].value == pytest.approx(8 / 9) and same["clap:ident"].per_sample.shape == (10,)
+    assert same["clap:ident"].extra["chance"] == 0.5 and same["clap:ident"].extra["weights"] == "tiny-clap"
     assert "fad_inf" in same["fd"].extra and same["fd"].extra["n_reference"] == 10
     assert same["fad"].extra["n_reference"] == 20  # two 0.96-s patches per 2-s clip
     assert same["kl"].extra["probabilities"] == "softmax" and same["kl:sigmoid"].extra["probabilities"] == "sigmoid"
