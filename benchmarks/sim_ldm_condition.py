@@ -1,7 +1,7 @@
 """Does the simulator-pretrained AudioLDM2 UNet use its condition? (issue 12's open item; not part of the test run)
 
     BENCH_SIM_WEIGHTS=auto python benchmarks/sim_ldm_condition.py --out cond.json [--epochs 15] [--t-power 3]
-        [--weight-cap 20] [--uncond 0] [--n-unet 480] [--standardise] [--ridge-only]
+        [--weight-cap 20] [--uncond 0] [--n-unet 480] [--standardise] [--ridge-only] [--clap]
 
 Retrains the tiny VAE + UNet the way ``bench.networks.simtrain.train_audioldm2`` does (same clips, seed, VAE
 settings, kinds interleaved per batch, ``LatentDiffusion.loss``), each knob defaulting to the trainer's
@@ -13,9 +13,14 @@ involved:
 2. ``loss_gap``: on training clips, the UNet's epsilon MSE at fixed timesteps with the clip's own condition, a
    shuffled one (rolled by one clip) and the all-zero one (a UNet that ignores c gives three equal numbers);
 3. ``identification``: the UNet's samples (DDIM 5 steps, as the tiny profile) given the ground-truth features,
-   identified against the true mels at guidance 1, 2 and 5.
+   identified against the true mels at guidance 1, 2 and 5;
+4. with ``--clap``, ``clap_identification``: the same mels vocoded (Griffin-Lim, 32 iterations) and identified
+   among the held-out clips by their sim-CLAP audio embeddings, as the suite's ``clap:ident`` does: the true mel
+   (the vocoder's ceiling), the VAE round trip, the ridge map and the UNet's samples at guidance 2 (does the
+   generated audio carry what the clip is, not only its spectral envelope?).
 
-Knobs: ``--n-unet`` UNet training clips per kind (the VAE trains on the first ``n_used`` as in the trainer);
+Knobs: ``--n-unet`` UNet training clips per kind; ``--n-vae`` and ``--vae-epochs`` the VAE's clips per kind (the
+first ones) and epochs (default: the trainer's ``n_used`` and ``vae_epochs``);
 ``--t-power p`` draws t = T u^(1/p) (p > 1 favours noisy steps, where c matters); ``--weight-cap w`` weights each
 sample's eps-MSE by min(1/alpha_bar_t, w) (the v-prediction weighting, capped; 1 = plain eps loss);
 ``--standardise`` z-scores the features per channel (training statistics) before the UNet; ``--uncond`` is the
@@ -77,12 +82,15 @@ def main(argv=None) -> int:
     ap.add_argument("--n-unet", type=int, default=None, help="UNet training clips per kind (default: the trainer's)")
     ap.add_argument("--n-eval", type=int, default=40)
     ap.add_argument("--epochs", type=int, default=None, help="UNet epochs (default: the trainer's)")
+    ap.add_argument("--vae-epochs", type=int, default=None, help="VAE epochs (default: the trainer's)")
+    ap.add_argument("--n-vae", type=int, default=None, help="VAE training clips per kind (default: the trainer's)")
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--t-power", type=float, default=None)
     ap.add_argument("--weight-cap", type=float, default=None)
     ap.add_argument("--uncond", type=float, default=None)
     ap.add_argument("--standardise", action="store_true")
     ap.add_argument("--ridge-only", action="store_true")
+    ap.add_argument("--clap", action="store_true", help="also identify by sim-CLAP embeddings of the vocoded mels")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
@@ -96,14 +104,16 @@ def main(argv=None) -> int:
     cfg = dict(S.LDM_CONFIG)
     n_unet = args.n_unet or cfg["n_per_kind"]
     epochs = cfg["unet_epochs"] if args.epochs is None else args.epochs
+    vae_epochs = cfg["vae_epochs"] if args.vae_epochs is None else args.vae_epochs
+    n_vae = min(args.n_vae or cfg["n_used"], n_unet)
     lr = args.lr or cfg["unet_lr"]
     t_power = cfg["t_power"] if args.t_power is None else args.t_power
     weight_cap = cfg["weight_cap"] if args.weight_cap is None else args.weight_cap
     uncond = cfg["uncond"] if args.uncond is None else args.uncond
     kinds = args.kinds.split(",")
-    knobs = {"kinds": kinds, "n_unet": n_unet, "n_vae": cfg["n_used"], "n_eval": args.n_eval, "unet_epochs": epochs,
+    knobs = {"kinds": kinds, "n_unet": n_unet, "n_vae": n_vae, "n_eval": args.n_eval, "unet_epochs": epochs,
              "unet_lr": lr, "t_power": t_power, "weight_cap": weight_cap, "uncond": uncond,
-             "standardise": args.standardise, "seed": args.seed, "vae_epochs": cfg["vae_epochs"]}
+             "standardise": args.standardise, "seed": args.seed, "vae_epochs": vae_epochs}
     out = {"knobs": knobs, "seconds": {}}
     clock = time.perf_counter()
     mae, _ = S.load_sim_audiomae("benchmarks/sim_ldm_condition.py")
@@ -112,7 +122,8 @@ def main(argv=None) -> int:
     ldm = LatentDiffusion(unet, vae, vocoder, scheduler, cond_dim=mae.config.embed_dim, uncond_prob=uncond)
     train = S.world(args.seed, n_unet)
     images, conds, _ = _prepare(ldm, mae, train, kinds)
-    e_images, e_conds, e_mels = _prepare(ldm, mae, S.world(777, args.n_eval), kinds)
+    held_out = S.world(777, args.n_eval)
+    e_images, e_conds, e_mels = _prepare(ldm, mae, held_out, kinds)
     out["seconds"]["data"] = round(time.perf_counter() - clock, 1)
     gen = torch.Generator().manual_seed(args.seed + 2)
 
@@ -133,7 +144,7 @@ def main(argv=None) -> int:
         opt.step()
         return float(loss.detach())
 
-    rounds(cfg["vae_epochs"], vae_step, min(cfg["n_used"], n_unet))
+    out["vae_loss"] = rounds(vae_epochs, vae_step, n_vae)
     vae.requires_grad_(False).eval()
     with torch.no_grad():
         latents = {k: vae.encode(images[k]).latent_dist.mode() * ldm.scaling_factor for k in kinds}
@@ -142,11 +153,12 @@ def main(argv=None) -> int:
 
     from sklearn.linear_model import Ridge
 
-    out["ridge"], out["vae_identification"] = {}, {}
+    out["ridge"], out["vae_identification"], ridge_mels = {}, {}, {}
     for k in kinds:
         fit = Ridge(alpha=10.0).fit(conds[k].flatten(1).numpy(), latents[k].flatten(1).numpy())
         pred = torch.from_numpy(fit.predict(e_conds[k].flatten(1).numpy())).float().view(e_latents[k].shape)
-        out["ridge"][k] = mean_identification(ldm.latent_to_mel(pred, e_mels[k].shape[2]), e_mels[k])
+        ridge_mels[k] = ldm.latent_to_mel(pred, e_mels[k].shape[2])
+        out["ridge"][k] = mean_identification(ridge_mels[k], e_mels[k])
         out["vae_identification"][k] = mean_identification(ldm.latent_to_mel(e_latents[k], e_mels[k].shape[2]), e_mels[k])
     if not args.ridge_only:
         if args.standardise:
@@ -182,14 +194,37 @@ def main(argv=None) -> int:
                     rows[step] = {name: round(float(F.mse_loss(ldm.eps(z_t, t, *ldm.condition(cc)), noise)), 5)
                                   for name, cc in (("own", c), ("shuffled", c.roll(1, 0)), ("zero", torch.zeros_like(c)))}
                 out["loss_gap"][k] = rows
+        samples = {}
         for k in kinds:
-            out["identification"][k] = {
-                str(g): mean_identification(ldm.generate(e_conds[k], e_mels[k].shape[2], steps=5, guidance_scale=g, seed=0), e_mels[k])
-                for g in (1.0, 2.0, 5.0)}
+            samples[k] = {g: ldm.generate(e_conds[k], e_mels[k].shape[2], steps=5, guidance_scale=g, seed=0) for g in (1.0, 2.0, 5.0)}
+            out["identification"][k] = {str(g): mean_identification(mel, e_mels[k]) for g, mel in samples[k].items()}
+    if args.clap:
+        from bench.networks.cache import load_network
+        from bench.networks.vocoder import get_vocoder
+        from metrics.embeddings import embed_audio
+
+        clock = time.perf_counter()
+        net = load_network("clap", "benchmarks/sim_ldm_condition.py --clap", "cpu", simulated=True)
+        voc = get_vocoder("griffin-lim", n_iter=32, seed=0)
+        out["clap_identification"] = {}
+        for k in kinds:
+            audio = held_out[k]["audio"]
+            ref = embed_audio(net, audio)["embedding"]
+
+            def by_clap(mel):
+                return mean_identification(embed_audio(net, voc.mel_to_audio(np.asarray(mel), audio.shape[1]))["embedding"], ref)
+
+            with torch.no_grad():
+                row = {"vocoded_truth": by_clap(e_mels[k]), "vae": by_clap(ldm.latent_to_mel(e_latents[k], e_mels[k].shape[2])),
+                       "ridge": by_clap(ridge_mels[k])}
+            if not args.ridge_only:
+                row["unet_guidance_2"] = by_clap(samples[k][2.0])
+            out["clap_identification"][k] = row
+        out["seconds"]["clap"] = round(time.perf_counter() - clock, 1)
     tmp = Path(args.out).with_suffix(".tmp")
     tmp.write_text(json.dumps(out, indent=1) + "\n")
     os.replace(tmp, args.out)
-    print(json.dumps({k: out.get(k) for k in ("knobs", "ridge", "identification", "seconds")}))
+    print(json.dumps({k: out.get(k) for k in ("knobs", "ridge", "identification", "clap_identification", "seconds")}))
     return 0
 
 

@@ -289,7 +289,7 @@ _PARK_SIM_SOUND: dict = {}
 
 @pytest.fixture
 def park_sim_sound(tmp_path):
-    """Park's tiny cell on sim-sound, run once (inside the first test's isolated environment) and shared."""
+    """Park's tiny cell on sim-sound, run once (inside the first test's isolated environment)."""
     from bench.runner import Cell, run_cell
 
     if "out" not in _PARK_SIM_SOUND:
@@ -301,37 +301,8 @@ def park_sim_sound(tmp_path):
 
 @pytest.mark.slow
 def test_park_identifies_stimuli_on_sim_sound(park_sim_sound):
+    """Its decoded conv5_3 features identify the stimulus (0.70-0.79 on the committed tables, 0.67-0.82 before).
+    Whether its PCC beats the chance row depends on the CPU platform (README): `bench check` records that verdict
+    per platform and fails when it changes."""
     ident = park_sim_sound.record["metrics"]["ident:conv5_3"]["value"]
     assert ident > 0.65, ident
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "marginal (issue 13: the sim GPT is the bottleneck since the codebook fix of 2026-12-06): Park's sim-sound sim01 "
-    "PCC is 0.042 against chance 0.037 on AuthenticAMD-AVX512 (bench check records its paired PCC verdict as failing "
-    "there) and 0.136 on AuthenticAMD-AVX2 (passing): it depends on the machine-trained networks"))
-def test_park_pcc_above_chance_on_sim_sound(park_sim_sound):
-    from bench.datasets import get_dataset
-    from bench.stats import bootstrap_ci
-    from bench.audio import eval_mel
-    from metrics.spectral import pcc
-
-    out = park_sim_sound
-    test = get_dataset("sim-sound").load_split("sim01", "test")
-    audio = np.load(out.path.with_suffix(".npz"))["audio"]
-    ref = eval_mel(test.audio)
-    rec_mel = eval_mel(audio)
-    frames = min(ref.shape[-1], rec_mel.shape[-1])
-    true_pcc = pcc(rec_mel[..., :frames], ref[..., :frames])
-    # chance: the same reconstructions scored by the same code against shuffled test stimuli (pairs whose windows
-    # come from the same stimulus left out: they overlap)
-    rng = np.random.default_rng(0)
-    shuffled = []
-    for _ in range(10):
-        perm = rng.permutation(len(ref))
-        other = test.stim_id[perm] != test.stim_id
-        shuffled.append(pcc(rec_mel[other][..., :frames], ref[perm][other][..., :frames]))
-    shuffled = np.concatenate(shuffled)
-    lo, _ = bootstrap_ci(true_pcc)
-    _, hi_chance = bootstrap_ci(shuffled)
-    assert lo > hi_chance, (float(np.nanmean(true_pcc)), lo, float(np.nanmean(shuffled)), hi_chance)
