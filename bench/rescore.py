@@ -63,7 +63,7 @@ def newly_available(record: dict) -> list[str]:
 
 def select_metrics(record: dict, requested: list[str] | None) -> list[str]:
     """Registered metric names to recompute: ``requested`` (["all"]: every one), or by default each metric that is
-    unavailable in the record or missing from it (a metric registered after the run)."""
+    unavailable in the record or missing from it (a metric, or a member of a family, registered after the run)."""
     from metrics import METRICS
 
     if requested:
@@ -74,7 +74,8 @@ def select_metrics(record: dict, requested: list[str] | None) -> list[str]:
         return list(dict.fromkeys(requested))
     present = {family(k) for k in record["metrics"]}
     unavailable = {family(k) for k, v in record["metrics"].items() if v.get("status") != "ok"}
-    return [n for n in METRICS.names() if n in unavailable or n not in present]
+    incomplete = {n for n in METRICS.names() if any(k not in record["metrics"] for k in METRICS.get(n).members)}
+    return [n for n in METRICS.names() if n in unavailable or n not in present or n in incomplete]
 
 
 def load_predictions(record: dict, record_file: Path):

@@ -73,6 +73,9 @@ class MetricSpec:
     higher_is_better: the direction (arrows and bold best rows in leaderboards)
     tolerance: absolute drift ``bench check`` accepts on the set-level value
     paper_column: position (1-based) of the metric's column in the paper's Tables 1-3, None when not there
+    members: the keys a family always returns (e.g. "kl", "kl:sigmoid"); a record lacking one was scored before
+        that key existed, and ``bench rescore`` recomputes the entry by default. Empty for a single metric and
+        for families whose keys depend on the method (probe:<feature>)
     """
 
     name: str
@@ -81,6 +84,7 @@ class MetricSpec:
     higher_is_better: bool
     tolerance: float
     paper_column: int | None = None
+    members: tuple[str, ...] = ()
 
 
 METRICS: Registry = Registry("metric")
@@ -232,11 +236,11 @@ register(MetricSpec(name="fad", label="FAD", evaluate=_lazy("metrics.perceptual:
                     tolerance=0.2, paper_column=4))
 # KL divergence of PANNs Cnn14 class distributions, reference vs reconstruction (kl: softmax, kl:sigmoid)
 register(MetricSpec(name="kl", label="KL", evaluate=_lazy("metrics.perceptual:evaluate_kl"), higher_is_better=False,
-                    tolerance=0.02, paper_column=5))
+                    tolerance=0.02, paper_column=5, members=("kl", "kl:sigmoid")))
 # cosine similarity of LAION CLAP audio embeddings, reconstruction vs stimulus, per sample (clap:ident: pairwise
 # identification of the reconstructions among the stimuli by those embeddings, chance 0.5)
 register(MetricSpec(name="clap", label="CLAP", evaluate=_lazy("metrics.perceptual:evaluate_clap"), higher_is_better=True,
-                    tolerance=0.005, paper_column=6))
+                    tolerance=0.005, paper_column=6, members=("clap", "clap:ident")))
 # 5-fold SVM accuracy of test labels from decoded features (folds grouped by stimulus), one per feature
 register(MetricSpec(name="probe", label="Probe acc", evaluate=_probe, higher_is_better=True, tolerance=0.02))
 # pairwise identification accuracy of decoded vs true features (chance 0.5), one per feature

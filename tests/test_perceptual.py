@@ -135,6 +135,8 @@ def test_unavailable_without_weights(no_weights):
     for name in ("fd", "fad", "kl", "clap"):
         got.update(_evaluate(name, ctx))
     assert set(got) == set(expected)
+    for name in ("fd", "fad", "kl", "clap"):  # the keys a family declares are the keys it returns
+        assert set(METRICS.get(name).members or (name,)) == {k for k in got if k.split(":")[0] == name}
     for key, start in expected.items():
         res = got[key]
         assert res.status == "unavailable" and res.value is None and res.reason.startswith(start)

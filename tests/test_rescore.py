@@ -48,6 +48,20 @@ def test_unavailable_metric_is_rescored_from_predictions_without_refit(record, m
     assert again.status == "up to date"  # fd/kl/clap still lack weights: unchanged, the record is not rewritten
 
 
+def test_a_family_member_added_after_the_run_is_rescored_by_default():
+    """A record scored before "clap:ident" existed has "clap" only: the clap entry is recomputed, nothing else."""
+    from bench.rescore import select_metrics
+    from metrics import METRICS
+
+    ok = {"status": "ok", "value": 0.5}
+    record = {"metrics": {name: ok for name in ("pcc", "psnr", "fd", "fad", "kl", "kl:sigmoid", "clap", "clap:ident",
+                                                 "probe:mel", "ident:mel")}}
+    assert select_metrics(record, None) == []
+    del record["metrics"]["clap:ident"]
+    assert select_metrics(record, None) == ["clap"]
+    assert all(m.split(":")[0] == spec.name for spec in map(METRICS.get, METRICS.names()) for m in spec.members)
+
+
 def test_changed_predictions_are_refused(record):
     rec = json.loads(record.read_text())
     pred = record.with_suffix(".npz")
