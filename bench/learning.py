@@ -72,12 +72,12 @@ def verdicts(records: list[dict]) -> list[Verdict]:
             out.append(Verdict(where, "probe:semantic", bool(passed),
                                f"accuracy {probe['value']:.3f} vs chance {level:.3f}" if ok and level is not None else "unavailable"))
         if k["method"] in GENERATIVE:
-            ident = m.get("ident:mel", {})
-            ok = ident.get("status") == "ok"
-            out.append(Verdict(where, "ident:mel", bool(ok and ident["value"] > IDENT_THRESHOLD),
-                               f"identification {ident['value']:.3f} vs {IDENT_THRESHOLD}" if ok else "unavailable"))
-            clap = m.get("clap:ident", {})
-            if clap.get("status") == "ok":  # needs CLAP weights; without them the record says why, no verdict
-                out.append(Verdict(where, "clap:ident", bool(clap["value"] > IDENT_THRESHOLD),
-                                   f"identification {clap['value']:.3f} vs {IDENT_THRESHOLD}"))
+            # ident:mel is always scored, so its absence fails; clap:ident needs CLAP weights: without them the
+            # record says why, and there is no verdict
+            for key, required in (("ident:mel", True), ("clap:ident", False)):
+                ident = m.get(key, {})
+                ok = ident.get("status") == "ok"
+                if ok or required:
+                    out.append(Verdict(where, key, bool(ok and ident["value"] > IDENT_THRESHOLD),
+                                       f"identification {ident['value']:.3f} vs {IDENT_THRESHOLD}" if ok else "unavailable"))
     return sorted(out, key=lambda v: (v.where, v.check))

@@ -153,13 +153,14 @@ def main(argv=None) -> int:
 
     from sklearn.linear_model import Ridge
 
-    out["ridge"], out["vae_identification"], ridge_mels = {}, {}, {}
+    out["ridge"], out["vae_identification"], ridge_mels, vae_mels = {}, {}, {}, {}
     for k in kinds:
         fit = Ridge(alpha=10.0).fit(conds[k].flatten(1).numpy(), latents[k].flatten(1).numpy())
         pred = torch.from_numpy(fit.predict(e_conds[k].flatten(1).numpy())).float().view(e_latents[k].shape)
         ridge_mels[k] = ldm.latent_to_mel(pred, e_mels[k].shape[2])
+        vae_mels[k] = ldm.latent_to_mel(e_latents[k], e_mels[k].shape[2])
         out["ridge"][k] = mean_identification(ridge_mels[k], e_mels[k])
-        out["vae_identification"][k] = mean_identification(ldm.latent_to_mel(e_latents[k], e_mels[k].shape[2]), e_mels[k])
+        out["vae_identification"][k] = mean_identification(vae_mels[k], e_mels[k])
     if not args.ridge_only:
         if args.standardise:
             flat = torch.cat([conds[k].flatten(0, 1) for k in kinds])
@@ -214,9 +215,7 @@ def main(argv=None) -> int:
             def by_clap(mel):
                 return mean_identification(embed_audio(net, voc.mel_to_audio(np.asarray(mel), audio.shape[1]))["embedding"], ref)
 
-            with torch.no_grad():
-                row = {"vocoded_truth": by_clap(e_mels[k]), "vae": by_clap(ldm.latent_to_mel(e_latents[k], e_mels[k].shape[2])),
-                       "ridge": by_clap(ridge_mels[k])}
+            row = {"vocoded_truth": by_clap(e_mels[k]), "vae": by_clap(vae_mels[k]), "ridge": by_clap(ridge_mels[k])}
             if not args.ridge_only:
                 row["unet_guidance_2"] = by_clap(samples[k][2.0])
             out["clap_identification"][k] = row
