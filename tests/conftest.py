@@ -37,6 +37,22 @@ def empty_weights_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("no-weights")
 
 
+@pytest.fixture(scope="session")
+def park_sim_folder(empty_weights_dir):
+    """Park's simulator-trained networks (seed 0), trained once per session in the folder where the ordinary tests
+    look for them (Park's contract and layout tests run with no weights): the drift check links to the same files
+    instead of training them a second time (about a minute on 2 cores)."""
+    from bench.networks import park_sim
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("BENCH_WEIGHTS", str(empty_weights_dir))
+    try:
+        folder, _ = park_sim.sim_weights(0)
+    finally:
+        mp.undo()
+    return folder
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(request, monkeypatch, session_data_root, empty_weights_dir, tmp_path):
     monkeypatch.setenv("BENCH_DATA", str(session_data_root))

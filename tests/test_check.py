@@ -31,10 +31,15 @@ def smoke_runs_dir(tmp_path_factory):
 
 
 @pytest.fixture
-def smoke_runs(smoke_runs_dir, sim_weights, monkeypatch):
-    """The EVERY block scores with the simulator-trained networks: the session's, not trained again."""
+def smoke_runs(smoke_runs_dir, sim_weights, park_sim_folder, monkeypatch):
+    """The EVERY block scores with the simulator-trained networks: the session's, not trained again (Park's by a
+    link to the session's copy; they are deterministic, and the golden values would catch a difference)."""
     from bench.networks import cache
 
+    link = sim_weights / "sim" / park_sim_folder.name
+    if not link.exists():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(park_sim_folder, target_is_directory=True)
     monkeypatch.setenv("BENCH_WEIGHTS", str(sim_weights))
     cache.clear_loaded()
     yield smoke_runs_dir
