@@ -371,10 +371,14 @@ def plan_cells(
     scale: str = "default", overrides: dict | None = None, data_root=None, grid: dict[str, list] | None = None,
 ) -> list[Cell]:
     from bench.datasets import get_dataset
+    from methods import get_method
 
     cells = []
     ov = tuple(sorted((overrides or {}).items()))
     grids = grid_overrides(ov, grid or {})
+    for m in methods:  # an unknown or invalid --set/--grid value fails here, before any cell generates data or trains
+        for g in grids:
+            get_method(m).from_profile(profile, dict(g)).validate_params()
     for ds_name in datasets:
         ds = get_dataset(ds_name)
         if subjects:

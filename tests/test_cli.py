@@ -86,13 +86,15 @@ def test_run_then_rerun_skips(tiny_catalogue, tmp_path):
 
 
 @pytest.mark.slow
-def test_prompt_and_p_gt_options_become_the_table3_grid(tiny_catalogue):
-    base = ("run", "--dataset", "tiny-speech", "--no-leaderboard")
+def test_prompt_and_p_gt_options_become_the_table3_grid(tiny_catalogue, tmp_path):
+    runs = tmp_path / "r"
+    base = ("run", "--dataset", "tiny-speech", "--no-leaderboard", "--runs", str(runs))
     assert_one_line_error(bench(*base, "--method", "lir", "--prompt", "text"), r"method lir has no parameter 'prompt'")
     assert_one_line_error(bench(*base, "--method", "c2f_ldm", "--prompt", "none,text", "--p-gt", "0,0.3"),
                           r"parameter 'p_gt' must be")
     assert_one_line_error(bench(*base, "--method", "c2f_ldm", "--prompt", "text", "--grid", "prompt=audio"),
                           r"--prompt and --grid prompt=... both given")
+    assert not runs.exists(), "a refused setting ran cells (the reference rows) before saying so"
 
 
 @pytest.mark.parametrize("seeds", ["-1", "", "0,x", " , "])
