@@ -18,10 +18,92 @@ def session_data_root(tmp_path_factory):
     return root
 
 
+def _needs(item, fixture: str) -> bool:
+    return fixture in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The tests that need the simulator-trained networks run last, so that the others run while those networks
+    train in a background process (``_sim_training``)."""
+    later = [item for item in items if _needs(item, "sim_weights")]
+    if later:
+        items[:] = [item for item in items if not _needs(item, "sim_weights")] + later
+
+
+class _BackgroundTraining:
+    """`bench weights train-sim` in a child process. Its trainers use one torch thread whatever else runs (that is what
+    makes their files the same bytes), so it takes one core while the other tests use the other: those run with one
+    torch thread meanwhile (here and, through OMP_NUM_THREADS, in the processes they start), because two threads on
+    one free core spin-wait for each other."""
+
+    def __init__(self, folder, log):
+        import subprocess
+        import sys
+
+        import torch
+
+        self.folder, self.log = folder, log
+        env = {**os.environ, "BENCH_WEIGHTS": str(folder)}
+        code = "from bench.networks import simtrain; simtrain.train_sim(seed=0)"
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=out, stderr=subprocess.STDOUT)
+        self.threads, self.omp = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+        torch.set_num_threads(1)
+        os.environ["OMP_NUM_THREADS"] = "1"
+        self.restored = False
+
+    def restore(self) -> None:
+        """Give the tests both cores again (between tests, once the training has ended)."""
+        import torch
+
+        if not self.restored:
+            torch.set_num_threads(self.threads)
+            if self.omp is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = self.omp
+            self.restored = True
+
+    def poll(self) -> None:
+        if not self.restored and self.proc.poll() is not None:
+            self.restore()
+
+    def wait(self):
+        code = self.proc.wait()
+        self.restore()
+        if code != 0:
+            tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-20:])
+            pytest.fail(f"training the sim networks failed (exit {code}; log {self.log}):\n{tail}", pytrace=False)
+        return self.folder
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.restore()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sim_training(request, tmp_path_factory):
+    """Starts training the sim networks at the beginning of a session that has tests needing them (see
+    ``sim_weights``); Park's simulator networks, which depend on the thread count, are trained first as before."""
+    if not any(_needs(item, "sim_weights") for item in request.session.items):
+        yield None
+        return
+    if any(_needs(item, "park_sim_folder") for item in request.session.items):
+        request.getfixturevalue("park_sim_folder")
+    folder = tmp_path_factory.mktemp("sim-weights")
+    job = _BackgroundTraining(folder, folder.parent / "sim-weights-training.log")
+    yield job
+    job.stop()
+
+
 @pytest.fixture(scope="session")
-def sim_weights(tmp_path_factory):
+def sim_weights(_sim_training, tmp_path_factory):
     """All built-in sim networks trained with their real settings (what `bench weights train-sim` does), once per
     session: the simulator tests and the drift check over every method share them."""
+    if _sim_training is not None:
+        return _sim_training.wait()
     from bench.networks import simtrain
 
     folder = tmp_path_factory.mktemp("sim-weights")
@@ -54,7 +136,9 @@ def park_sim_folder(empty_weights_dir):
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(request, monkeypatch, session_data_root, empty_weights_dir, tmp_path):
+def _isolated_env(request, monkeypatch, session_data_root, empty_weights_dir, tmp_path, _sim_training):
+    if _sim_training is not None:
+        _sim_training.poll()
     monkeypatch.setenv("BENCH_DATA", str(session_data_root))
     monkeypatch.setenv("BENCH_RUNS", str(tmp_path / "runs"))
     if request.node.get_closest_marker("weights") is None:
