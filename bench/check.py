@@ -56,6 +56,9 @@ EVERY = {
     "device": "cpu",
     "sim_weights": "auto",
 }
+CHECK_THREADS = 2
+"""torch and BLAS threads the check's cells run with, whatever the machine's cores: float32 results depend on the
+thread counts as well as on the platform, and every golden file was recorded with two threads (on 2-core machines)."""
 EVERY_PREFIX = "sim-pretrained:"
 """Keys of the EVERY block's values (the same cell as in SMOKE, scored with other networks, is another value)."""
 
@@ -151,9 +154,12 @@ def collect_smoke_values(runs: Path, data_root=None, progress: bool = False, ech
     """Run both blocks' cells under ``runs`` and return ({where: {metric: value}}, {where: {check: passed}})."""
     from bench.learning import verdicts
 
+    from bench.training import pinned_threads
+
     runs = Path(runs)
-    smoke = _run_block(SMOKE, SMOKE["methods"], "off", runs / "smoke", data_root, progress, echo)
-    every = _run_block(EVERY, every_methods(), EVERY["sim_weights"], runs / "every", data_root, progress, echo)
+    with pinned_threads(CHECK_THREADS):
+        smoke = _run_block(SMOKE, SMOKE["methods"], "off", runs / "smoke", data_root, progress, echo)
+        every = _run_block(EVERY, every_methods(), EVERY["sim_weights"], runs / "every", data_root, progress, echo)
     learning: dict[str, dict] = {}
     for v in verdicts(every):
         learning.setdefault(v.where, {})[v.check] = v.passed

@@ -9,16 +9,34 @@ the same result as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 log = logging.getLogger("bench.training")
+
+
+@contextlib.contextmanager
+def pinned_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads and numpy's BLAS threads set to ``n`` inside the block (restored after). float32
+    CPU results depend on both counts (summation order), so a result meant to be the same on every machine of a
+    platform (golden values, cached simulator networks) is computed with a fixed count, not the machine's cores."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        with threadpool_limits(limits=int(n), user_api="blas"):
+            yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def split_by_group(groups: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -233,3 +233,20 @@ def test_golden_values_ship_in_the_package():
 
     assert GOLDEN_FILE == Path(str(resources.files("bench") / "golden" / "smoke.json"))
     assert json.loads(GOLDEN_FILE.read_text())["smoke"] == SMOKE
+
+
+def test_cells_run_with_the_checks_thread_count_not_the_machines(monkeypatch, tmp_path):
+    """Golden values depend on torch's thread count: the blocks run with CHECK_THREADS whatever the machine has."""
+    import torch
+
+    from bench import check
+
+    seen = []
+    monkeypatch.setattr(check, "_run_block", lambda *a, **k: seen.append(torch.get_num_threads()) or [])
+    n = torch.get_num_threads()
+    torch.set_num_threads(1 if check.CHECK_THREADS != 1 else 3)
+    try:
+        check.collect_smoke_values(tmp_path)
+    finally:
+        torch.set_num_threads(n)
+    assert seen == [check.CHECK_THREADS, check.CHECK_THREADS] and torch.get_num_threads() == n

@@ -95,3 +95,35 @@ def test_mlp_trains_through_the_shared_loop_and_checkpoints(tiny_catalogue, tmp_
     assert mlp.history_["epochs_run"] == 2 and len(mlp.history_["val_loss"]) == 2  # held-out stimuli scored
     again = get_method("mlp").from_profile("tiny", {"epochs": 2, "patience": 0}).fit(train, work_dir=tmp_path)
     assert again.history_ == mlp.history_  # resumed from the finished checkpoint
+
+
+def test_pinned_threads_sets_and_restores_both_counts():
+    from threadpoolctl import threadpool_info
+
+    from bench.training import pinned_threads
+
+    def blas():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before, blas_before = torch.get_num_threads(), blas()
+    with pytest.raises(RuntimeError, match="inside"):
+        with pinned_threads(1):
+            assert torch.get_num_threads() == 1 and set(blas()) <= {1}
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before and blas() == blas_before
+
+
+def test_park_sim_networks_train_with_a_fixed_thread_count(tmp_path, monkeypatch):
+    """Their bytes depend on the thread count, so they never take the machine's (a stand-in trainer records it)."""
+    from bench.networks import park_sim
+
+    seen = []
+    monkeypatch.setenv("BENCH_WEIGHTS", str(tmp_path))
+    monkeypatch.setattr(park_sim, "train", lambda out, seed, device: seen.append(torch.get_num_threads()) or {})
+    n = torch.get_num_threads()
+    torch.set_num_threads(1 if park_sim.TRAIN_THREADS != 1 else 3)
+    try:
+        park_sim.sim_weights(0)
+    finally:
+        torch.set_num_threads(n)
+    assert seen == [park_sim.TRAIN_THREADS]

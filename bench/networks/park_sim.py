@@ -214,6 +214,12 @@ def train(out_dir: Path, seed: int, device: str = "cpu") -> dict[str, dict]:
     }
 
 
+TRAIN_THREADS = 2
+"""torch and BLAS threads of :func:`train`. The files depend on them (measured: one thread and two give other bytes); two is what
+every recorded golden value and committed Park row was made with (on 2-core machines), so it stays two rather than
+the one thread the other simulator trainers use."""
+
+
 def sim_folder(seed: int) -> Path:
     """Where :func:`sim_weights` keeps the files for ``seed``: $BENCH_WEIGHTS, else the data root's weights folder."""
     from bench.networks.weights import weights_dir
@@ -230,13 +236,15 @@ def sim_weights(seed: int) -> tuple[Path, dict[str, dict]]:
     """(folder, entries) of the simulator-trained networks for ``seed``, training them once if absent (atomically,
     on the CPU, so the files depend only on the seed and the configuration)."""
     from bench.io import atomic_dir, read_json, write_json
+    from bench.training import pinned_threads
 
     folder = sim_folder(seed)
     manifest = folder / "manifest.json"
     if not manifest.is_file():
         folder.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_dir(folder) as tmp:
-            entries = train(Path(tmp), int(seed), "cpu")  # CPU whatever the cell's device: same seed, same files
+        # CPU whatever the cell's device, and TRAIN_THREADS whatever the machine's cores: same seed, same files
+        with atomic_dir(folder) as tmp, pinned_threads(TRAIN_THREADS):
+            entries = train(Path(tmp), int(seed), "cpu")
             write_json(Path(tmp) / "manifest.json", {"seed": int(seed), "digest": config_digest(), "entries": entries})
     data = read_json(manifest, "simulator Park weights manifest")
     return folder, data["entries"]
