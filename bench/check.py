@@ -153,7 +153,6 @@ def _values(records: list[dict], prefix: str = "") -> dict:
 def collect_smoke_values(runs: Path, data_root=None, progress: bool = False, echo=print) -> tuple[dict, dict]:
     """Run both blocks' cells under ``runs`` and return ({where: {metric: value}}, {where: {check: passed}})."""
     from bench.learning import verdicts
-
     from bench.training import pinned_threads
 
     runs = Path(runs)

@@ -22,7 +22,6 @@ torch.linalg.eigh); ``benchmarks/test_bench_ridge.py`` measures both solvers aga
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import time
@@ -378,19 +377,6 @@ def _upper_gather_kernel():
         return numba.njit(nogil=True, cache=True)(gather_upper)
     except RuntimeError:  # no writable cache location (read-only install and home): compile per process
         return numba.njit(nogil=True)(gather_upper)
-
-
-@contextlib.contextmanager
-def _torch_single_threaded() -> Iterator[None]:
-    """torch's own ops on one thread for the block: the LAPACK loop's small torch ops otherwise wake torch's OpenMP
-    pool, whose threads then spin on the core LAPACK needs (measured with two cores: the Cholesky loop took 3.8-4.0
-    s instead of 2.5 s per 3,072 units, as with OMP_WAIT_POLICY=PASSIVE)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _gather_square(G: torch.Tensor, idx: torch.Tensor, buf: np.ndarray | None = None) -> torch.Tensor:
@@ -978,13 +964,14 @@ class SelectiveRidge:
             return
         from concurrent.futures import ThreadPoolExecutor
 
-        from threadpoolctl import threadpool_limits
+        from bench.training import pinned_threads
 
         # Two gather buffers, reused: one is filled while the other is factorised.
         bufs = [np.empty((min(c_out, b1 - b0), k, k), dtype=_NP[G.dtype]) for _ in range(2)]
         # torch's and BLAS's own thread pools off for the loop: their idle workers otherwise spin on the core the
-        # other thread needs (measured: the factorisations took 3.8-4.0 s instead of 2.5 s per 3,072 outputs).
-        with _torch_single_threaded(), threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(1) as pool:
+        # other thread needs (measured: the factorisations took 3.8-4.0 s instead of 2.5 s per 3,072 outputs, as
+        # with OMP_WAIT_POLICY=PASSIVE).
+        with pinned_threads(1), ThreadPoolExecutor(1) as pool:
             pending = pool.submit(gather, *chunks[0], bufs[0])
             for i, (j0, j1) in enumerate(chunks):
                 idx, A = pending.result()

@@ -23,17 +23,17 @@ log = logging.getLogger("bench.training")
 
 
 @contextlib.contextmanager
-def pinned_threads(n: int) -> Iterator[None]:
-    """torch's intra-op threads and numpy's BLAS threads set to ``n`` inside the block (restored after). float32
-    CPU results depend on both counts (summation order), so a result meant to be the same on every machine of a
-    platform (golden values, cached simulator networks) is computed with a fixed count, not the machine's cores."""
+def pinned_threads(n: int, *, blas: bool = True) -> Iterator[None]:
+    """torch's intra-op threads, and numpy's BLAS threads unless ``blas=False``, set to ``n`` inside the block
+    (restored after). float32 CPU results depend on both counts (summation order), so a result meant to be the same
+    on every machine of a platform (golden values, cached simulator networks) is computed with a fixed count."""
     import torch
     from threadpoolctl import threadpool_limits
 
     before = torch.get_num_threads()
     torch.set_num_threads(int(n))
     try:
-        with threadpool_limits(limits=int(n), user_api="blas"):
+        with threadpool_limits(limits=int(n), user_api="blas") if blas else contextlib.nullcontext():
             yield
     finally:
         torch.set_num_threads(before)

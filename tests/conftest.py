@@ -99,19 +99,11 @@ def _sim_training(request, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def sim_weights(_sim_training, tmp_path_factory):
+def sim_weights(_sim_training):
     """All built-in sim networks trained with their real settings (what `bench weights train-sim` does), once per
-    session: the simulator tests and the drift check over every method share them."""
-    if _sim_training is not None:
-        return _sim_training.wait()
-    from bench.networks import simtrain
-
-    folder = tmp_path_factory.mktemp("sim-weights")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("BENCH_WEIGHTS", str(folder))
-    simtrain.train_sim(seed=0)
-    mp.undo()
-    return folder
+    session: the simulator tests and the drift check over every method share them. ``_sim_training`` started them
+    for every session that has a test asking for this fixture."""
+    return _sim_training.wait()
 
 
 @pytest.fixture(scope="session")

@@ -158,8 +158,7 @@ def train_sim(names: list[str] | None = None, *, seed: int = DEFAULT_SEED, devic
 
     from bench.io import atomic_dir
     from bench.networks import weights as W
-
-    import torch
+    from bench.training import pinned_threads
 
     names = list(names or TRAINERS)
     unknown = [n for n in names if n not in TRAINERS]
@@ -186,15 +185,10 @@ def train_sim(names: list[str] | None = None, *, seed: int = DEFAULT_SEED, devic
             log(f"training {name} on the simulator (seed {seed}, {device}) ...")
         t0 = time.perf_counter()
         folder.parent.mkdir(parents=True, exist_ok=True)
-        threads = torch.get_num_threads()
         # One intra-op thread: multi-threaded CPU reductions (convolution backward) sum in a load-dependent order,
         # which made the PANNs and VGGish files differ from run to run; one thread gives the same bytes.
-        torch.set_num_threads(1)
-        try:
-            with atomic_dir(folder) as tmp:
-                made = TRAINERS[name](Path(tmp), int(seed), device)
-        finally:
-            torch.set_num_threads(threads)
+        with atomic_dir(folder) as tmp, pinned_threads(1, blas=False):
+            made = TRAINERS[name](Path(tmp), int(seed), device)
         seconds = time.perf_counter() - t0
         if set(made) != set(entries):
             shutil.rmtree(folder, ignore_errors=True)
