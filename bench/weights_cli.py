@@ -16,6 +16,13 @@ weights_app = typer.Typer(
 )
 
 
+def _usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask: what a Slurm or container limit leaves)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def _short(sha: str | None) -> str:
     return sha[:12] if sha else "unknown"
 
@@ -109,6 +116,8 @@ def weights_train_sim(
     seed: int = typer.Option(0, "--seed", help="Seed of the clips and of training."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     force: bool = typer.Option(False, "--force", help="Retrain even when a current checkpoint is cached."),
+    jobs: int = typer.Option(0, "--jobs", "-j", help="Trainers run at once on CPU, each in a process on one core "
+                             "(0: one per usable core; the files are the same bytes with any number)."),
 ):
     """Train the networks of the simulator's world (small PANNs, VGGish, CLAP, ...) and add them to the local catalogue.
 
@@ -116,11 +125,14 @@ def weights_train_sim(
     FD, FAD, KL and CLAP with them by default (BENCH_SIM_WEIGHTS=auto trains them on first use).
     """
     from bench.device import resolve_device
+    from bench.errors import BenchError
     from bench.networks import simtrain
     from bench.networks.weights import local_catalogue_path
 
+    if jobs < 0:
+        raise BenchError(f"--jobs {jobs}: give 0 (one per usable core) or a positive number")
     out = simtrain.train_sim(names or None, seed=seed, device=resolve_device(device), force=force,
-                             log=lambda line: typer.echo(line, err=True))
+                             log=lambda line: typer.echo(line, err=True), jobs=jobs or _usable_cores())
     for entry, row in out.items():
         state = f"trained in {row['seconds']:.0f} s" if row["trained"] else "cached"
         typer.echo(f"{entry}: {row['sha256'][:12]}  {row['path']}  ({state})")

@@ -5,9 +5,13 @@ Not part of the normal test run. Run with::
     .venv/bin/python -m pytest benchmarks/test_bench_simtrain.py --benchmark-only -q -s
 
 Trains into a temporary weights folder (nothing cached), once (a second round would only measure the cache).
-The trainers run on one torch thread (their determinism needs it), so the clock time is that of one core.
-``benchmark.extra_info`` has the seconds of each trainer (fresh-clip generation counted in the first) and the
-sha256 of each file; a second run on the same machine and package versions must print the same hashes.
+Each trainer runs on one torch thread (their determinism needs it). Side by side in one run:
+
+- ``test_train_sim_from_scratch``: one trainer after another (``jobs=1``, the reference), the clock time of one
+  core; ``benchmark.extra_info`` has the seconds of each trainer (fresh-clip generation counted in the first)
+  and the sha256 of each file (a second run on the same machine and package versions must print the same hashes);
+- ``test_train_sim_jobs``: ``train_sim(jobs=JOBS)`` (what ``bench weights train-sim`` does on a machine with that
+  many cores): the trainers in forked processes, up to JOBS at once; it must write the same bytes as the reference.
 
 Environment: ``BENCH_DEVICE`` (default cpu).
 """
@@ -20,6 +24,9 @@ import time
 import pytest
 
 TARGET_S = 600.0
+JOBS = int(os.environ.get("BENCH_SIMTRAIN_JOBS", "2"))
+_REFERENCE: dict[str, str] = {}
+"""sha256 per entry from test_train_sim_from_scratch, for test_train_sim_jobs."""
 
 
 @pytest.mark.benchmark(group="simtrain")
@@ -47,4 +54,26 @@ def test_train_sim_from_scratch(benchmark, tmp_path, monkeypatch):
                                  **{f"{e}_sha256": r["sha256"][:16] for e, r in out.items()}})
     print("\n" + ", ".join(f"{k}={v}" for k, v in benchmark.extra_info.items()))
     assert all(r["trained"] for r in out.values())
+    _REFERENCE.update({e: r["sha256"] for e, r in out.items()})
+    assert total <= TARGET_S, benchmark.extra_info
+
+
+@pytest.mark.benchmark(group="simtrain")
+def test_train_sim_jobs(benchmark, tmp_path, monkeypatch):
+    import resource
+
+    from bench.networks import simtrain as S
+
+    if not _REFERENCE:
+        pytest.skip("compares with test_train_sim_from_scratch: run the whole module")
+    monkeypatch.setenv("BENCH_WEIGHTS", str(tmp_path / "weights"))
+    S._WORLD.clear()
+    out = benchmark.pedantic(lambda: S.train_sim(seed=0, device="cpu", jobs=JOBS), rounds=1, iterations=1)
+    total = benchmark.stats.stats.mean
+    benchmark.extra_info.update({"device": "cpu", "jobs": JOBS, "total_s": round(total, 1), "target_s": TARGET_S,
+                                 "largest_worker_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024,
+                                 **{f"{e}_s": r["seconds"] for e, r in out.items()}})
+    print("\n" + ", ".join(f"{k}={v}" for k, v in benchmark.extra_info.items()))
+    assert all(r["trained"] for r in out.values())
+    assert {e: r["sha256"] for e, r in out.items()} == _REFERENCE  # same bytes as one trainer after another
     assert total <= TARGET_S, benchmark.extra_info

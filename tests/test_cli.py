@@ -30,6 +30,13 @@ def test_unknown_method_and_dataset():
     assert_one_line_error(bench("run", "--method", "lir", "--dataset", "sim-snd"), r"unknown dataset 'sim-snd'")
 
 
+def test_train_sim_arguments(tmp_path):
+    env = {"BENCH_WEIGHTS": str(tmp_path / "w")}
+    assert_one_line_error(bench("weights", "train-sim", "--jobs", "-1", env=env), r"--jobs -1: give 0 \(one per usable core\)")
+    assert_one_line_error(bench("weights", "train-sim", "panns", "nope", env=env), r"unknown simulator trainer\(s\) nope; known: panns")
+    assert not (tmp_path / "w").exists()  # refused before anything is trained or written
+
+
 def test_wrong_type_config_value(tiny_catalogue):
     proc = bench("run", "--method", "mlp", "--dataset", "tiny-speech", "--set", "batch_size=big", "--no-leaderboard")
     assert_one_line_error(proc, r"parameter 'batch_size' must be an int")

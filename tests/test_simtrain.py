@@ -84,6 +84,62 @@ def test_a_trainer_must_write_what_it_declares(weights_folder, fake_trainer):
         S.train_sim(["liar"])
 
 
+def _fake_net_trainer(entry: str, check=None):
+    """A trainer writing a random tiny Cnn14 as ``entry`` (after ``check()``, which runs where the trainer runs)."""
+    from bench.networks.panns import TINY, Cnn14
+
+    def train(out_dir, seed, device):
+        if check is not None:
+            check()
+        torch.manual_seed(seed)
+        S._save(Cnn14(**TINY), out_dir / f"{entry}.safetensors", {})
+        return {entry: {"file": f"{entry}.safetensors", "network": "panns", "arch": dict(TINY, channels=list(TINY["channels"])),
+                        "description": "a fake"}}
+
+    return train
+
+
+def test_needs_train_first_and_must_be_registered(weights_folder, fake_trainer):
+    def needs_fake():  # in the worker process: the parent registered sim-fake before starting it
+        assert S.ensure_entry("sim-fake", "test", train=False).name == "sim-fake"
+
+    S.register("after", _fake_net_trainer("sim-after", needs_fake), entries=("sim-after",), config={}, needs=("fake",))
+    S.register("other", _fake_net_trainer("sim-other"), entries=("sim-other",), config={})
+    out = S.train_sim(["after", "other"], seed=0, jobs=2)  # fake is not named: trained first as a need
+    assert set(out) == {"sim-fake", "sim-after", "sim-other"} and all(r["trained"] for r in out.values())
+    assert fake_trainer == []  # the trainers ran in worker processes, not here
+    serial = {e: r["sha256"] for e, r in S.train_sim(["after", "other"], seed=0, force=True).items()}
+    assert serial == {e: out[e]["sha256"] for e in ("sim-after", "sim-other")}  # forced: named ones only; same bytes
+    assert fake_trainer == []  # sim-fake was cached
+    with pytest.raises(BenchError, match="trainer late needs nope, which is not registered"):
+        S.register("late", _fake_net_trainer("sim-late"), entries=("sim-late",), config={}, needs=("nope",))
+    with pytest.raises(BenchError, match="jobs=0"):
+        S.train_sim(["fake"], jobs=0)
+
+
+def test_parallel_start_order_follows_the_longest_chain():
+    # AudioMAE -> AudioLDM2 is most of train-sim's time: both go first, so the UNet starts as soon as AudioMAE ends
+    assert S.start_order(list(S.TRAINERS)) == ["audiomae", "audioldm2", "panns", "vggish", "clap"]
+    assert S.start_order(["clap", "panns"]) == ["clap", "panns"]
+
+
+def test_a_failing_worker_is_reported_and_leaves_nothing(weights_folder, fake_trainer):
+    import os
+
+    def refuse():
+        raise BenchError("sim-bad: the clips are wrong; fix them")
+
+    S.register("bad", _fake_net_trainer("sim-bad", refuse), entries=("sim-bad",), config={})
+    S.register("dies", _fake_net_trainer("sim-dies", lambda: os._exit(9)), entries=("sim-dies",), config={})
+    with pytest.raises(BenchError, match="^sim-bad: the clips are wrong; fix them$"):
+        S.train_sim(["fake", "bad"], seed=0, jobs=2)
+    with pytest.raises(BenchError, match="trainer dies's worker process ended with exit code 9 before it reported"):
+        S.train_sim(["dies", "fake"], seed=1, jobs=2)
+    assert {s.name for s in W.local_entries()} <= {"sim-fake"}  # only what finished is registered
+    leftovers = [p.name for p in (weights_folder / "sim").iterdir() if not p.name.startswith("fake-")]
+    assert leftovers == []  # no half-written folder
+
+
 def _shrink(monkeypatch):
     """Every built-in trainer at a few clips and one epoch (same code paths, seconds instead of minutes)."""
     for cfg in (S.PANNS_CONFIG, S.VGGISH_CONFIG, S.CLAP_CONFIG, S.AUDIOMAE_CONFIG):
@@ -124,6 +180,10 @@ def test_real_trainers_are_deterministic(tmp_path, monkeypatch):
     # sim-panns and sim-vggish once differed here with identical tensors: their two metadata keys were written in
     # safetensors' random map order; one key now (simtrain._save), so every file must be byte-identical.
     assert digests[0] == digests[1]
+    S._WORLD.clear()
+    monkeypatch.setenv("BENCH_WEIGHTS", str(tmp_path / "parallel"))
+    parallel = S.train_sim(seed=0, jobs=2)  # each trainer in a forked process, two at once: the same bytes
+    assert {e: r["sha256"] for e, r in parallel.items()} == digests[0]
     NC.clear_loaded()
     monkeypatch.setenv("BENCH_SIM_WEIGHTS", "cached")
     for kind in ("panns", "vggish", "clap"):

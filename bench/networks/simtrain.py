@@ -29,10 +29,10 @@ config is retrained on use (or refused with one line when training is not allowe
 longer matches its entry is refused with one line, never used.
 
 Determinism: one torch thread and deterministic algorithms while training, every random draw from the seed,
-safetensors files (sorted keys, no timestamps). Checked: two runs in one process give byte-identical files
-(tests/test_simtrain.py), and sim-clap, sim-audiomae and sim-audioldm2-vae/-unet were byte-identical across
-separate processes; sim-panns and sim-vggish were NOT always (their hashes changed between processes run under
-different machine load; the cause, presumably the CPU convolution kernels' code paths, is not pinned down yet).
+safetensors files (sorted keys, no timestamps, all metadata under one key). Checked: two runs in one process give
+byte-identical files (tests/test_simtrain.py), and so do separate processes and ``train_sim(jobs=2)``, whose
+trainers run in forked processes at once (``benchmarks/test_bench_simtrain.py``). sim-panns and sim-vggish once
+differed between processes: safetensors wrote their two metadata keys in a random order.
 """
 
 from __future__ import annotations
@@ -71,15 +71,22 @@ TRAINERS: dict[str, Trainer] = {}
 
 _CONFIG: dict[str, dict] = {}
 _ENTRIES: dict[str, tuple[str, ...]] = {}
+_NEEDS: dict[str, tuple[str, ...]] = {}
 DEFAULT_SEED = 0
 
 
-def register(name: str, fn: Trainer, *, entries: tuple[str, ...], config: dict | Callable[[], dict]) -> Trainer:
-    """Add a trainer: ``entries`` it writes (so their first use can train them) and its ``config`` (the cache key;
-    a function returning it when computing it needs heavy imports)."""
+def register(name: str, fn: Trainer, *, entries: tuple[str, ...], config: dict | Callable[[], dict],
+             needs: tuple[str, ...] = ()) -> Trainer:
+    """Add a trainer: ``entries`` it writes (so their first use can train them), its ``config`` (the cache key;
+    a function returning it when computing it needs heavy imports) and the trainers whose entries it loads
+    (``needs``: registered before it; ``train_sim`` runs them first)."""
+    unknown = [n for n in needs if n not in TRAINERS]
+    if unknown:
+        raise BenchError(f"trainer {name} needs {', '.join(unknown)}, which is not registered (yet): register it first")
     TRAINERS[name] = fn
     _ENTRIES[name] = tuple(entries)
     _CONFIG[name] = config  # by reference: a changed setting changes the key
+    _NEEDS[name] = tuple(needs)
     return fn
 
 
@@ -149,62 +156,195 @@ def ensure_entry(entry: str, what: str, *, train: bool = True, device: str = "cp
 
 
 def train_sim(names: list[str] | None = None, *, seed: int = DEFAULT_SEED, device: str = "cpu", force: bool = False,
-              log: Callable[[str], None] | None = None) -> dict[str, dict]:
+              log: Callable[[str], None] | None = None, jobs: int = 1) -> dict[str, dict]:
     """Run the named trainers (default: all) unless their current output is cached; register their entries.
+
+    The uncached trainers they ``need`` run first (``force`` applies to the named ones only). ``jobs`` > 1 runs
+    up to that many trainers at once on CPU, each in a forked process of its own (on CUDA, or without fork, they run
+    one after another). Every trainer trains on one thread either way, so the files are the same bytes as with
+    ``jobs=1`` (compared by ``benchmarks/test_bench_simtrain.py``); only this process writes the catalogue.
 
     Returns {entry: {"path", "sha256", "seconds", "trained": bool}}.
     """
-    import shutil
-
-    from bench.io import atomic_dir
     from bench.networks import weights as W
-    from bench.training import pinned_threads
 
     names = list(names or TRAINERS)
     unknown = [n for n in names if n not in TRAINERS]
     if unknown:
         raise BenchError(f"unknown simulator trainer(s) {', '.join(unknown)}; known: {', '.join(TRAINERS)}")
+    if int(jobs) < 1:
+        raise BenchError(f"jobs={jobs}: the number of trainers run at once must be at least 1")
+    wanted = set(names)
+    for name in reversed(list(TRAINERS)):  # a trainer's needs were registered before it
+        if name in wanted:
+            wanted.update(_NEEDS[name])
     out: dict[str, dict] = {}
     local = {s.name: s for s in W.local_entries()}
-    for name in names:
-        folder = output_dir(name, seed)
-        entries = _ENTRIES[name]
-        cached = (not force and all(e in local and local[e].sim is not None and _current(local[e])
-                                    and local[e].sim.get("seed") == int(seed) and (W.local_dir() / local[e].file).is_file()
-                                    for e in entries))
-        if cached:
-            for e in entries:
-                path = W.local_dir() / local[e].file
-                if W.sha256_of(path) != local[e].sha256:
-                    cached = False
-        if cached:
-            for e in entries:
-                out[e] = {"path": str(W.local_dir() / local[e].file), "sha256": local[e].sha256, "seconds": 0.0, "trained": False}
+    todo = []
+    for name in TRAINERS:
+        if name not in wanted:
             continue
+        cached = None if (force and name in names) else _cached_outputs(name, seed, local)
+        if cached is None:
+            todo.append(name)
+        elif name in names:
+            out.update(cached)
+    if int(jobs) > 1 and len(todo) > 1 and device == "cpu" and _can_fork():
+        _train_parallel(todo, seed, device, int(jobs), log, out)
+        return out
+    from bench.io import atomic_dir
+
+    for name in todo:
         if log:
             log(f"training {name} on the simulator (seed {seed}, {device}) ...")
-        t0 = time.perf_counter()
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        # One intra-op thread: multi-threaded CPU reductions (convolution backward) sum in a load-dependent order,
-        # which made the PANNs and VGGish files differ from run to run; one thread gives the same bytes.
-        with atomic_dir(folder) as tmp, pinned_threads(1, blas=False):
-            made = TRAINERS[name](Path(tmp), int(seed), device)
-        seconds = time.perf_counter() - t0
-        if set(made) != set(entries):
-            shutil.rmtree(folder, ignore_errors=True)
-            raise BenchError(f"trainer {name} wrote {', '.join(sorted(made))}, expected {', '.join(entries)}")
-        rows = []
-        for e, meta in made.items():
-            rel = (folder / meta["file"]).relative_to(W.local_dir())
-            digest = W.sha256_of(folder / meta["file"], fresh=True)
-            rows.append({"name": e, "file": str(rel), "sha256": digest, "network": meta["network"],
-                         "arch": meta.get("arch"), "description": meta.get("description", ""),
-                         "sim": {"sim_version": _sim_version(), "config": config_key(name), "seed": int(seed), "trainer": name}})
-            out[e] = {"path": str(folder / meta["file"]), "sha256": digest, "seconds": round(seconds, 1), "trained": True}
-        W.add_local_entries(rows)
-        if log:
-            log(f"  {name}: {', '.join(made)} in {seconds:.0f} s")
+        with atomic_dir(output_dir(name, seed)) as tmp:  # replaces the folder whole on success
+            made, seconds = _train_one(name, tmp, seed, device)
+        _register_trained(name, seed, made, seconds, out, log)
     return out
+
+
+def _cached_outputs(name: str, seed: int, local: dict) -> dict[str, dict] | None:
+    """{entry: row} when every entry of trainer ``name`` is current for ``seed`` and its file matches its sha256."""
+    from bench.networks import weights as W
+
+    rows = {}
+    for e in _ENTRIES[name]:
+        spec = local.get(e)
+        if spec is None or spec.sim is None or not _current(spec) or spec.sim.get("seed") != int(seed):
+            return None
+        path = W.local_dir() / spec.file
+        if not path.is_file() or W.sha256_of(path) != spec.sha256:
+            return None
+        rows[e] = {"path": str(path), "sha256": spec.sha256, "seconds": 0.0, "trained": False}
+    return rows
+
+
+def _train_one(name: str, out_dir: Path, seed: int, device: str) -> tuple[dict, float]:
+    """Run trainer ``name`` writing into ``out_dir``; returns (what it made, seconds)."""
+    from bench.training import pinned_threads
+
+    t0 = time.perf_counter()
+    # One intra-op thread: multi-threaded CPU reductions (convolution backward) sum in a load-dependent order,
+    # which made the PANNs and VGGish files differ from run to run; one thread gives the same bytes.
+    with pinned_threads(1, blas=False):
+        made = TRAINERS[name](Path(out_dir), int(seed), device)
+    return made, time.perf_counter() - t0
+
+
+def _register_trained(name: str, seed: int, made: dict, seconds: float, out: dict, log) -> None:
+    """Add the entries trainer ``name`` wrote to the local catalogue (with their sha256) and to ``out``."""
+    import shutil
+
+    from bench.networks import weights as W
+
+    folder = output_dir(name, seed)
+    entries = _ENTRIES[name]
+    if set(made) != set(entries):
+        shutil.rmtree(folder, ignore_errors=True)
+        raise BenchError(f"trainer {name} wrote {', '.join(sorted(made))}, expected {', '.join(entries)}")
+    rows = []
+    for e, meta in made.items():
+        rel = (folder / meta["file"]).relative_to(W.local_dir())
+        digest = W.sha256_of(folder / meta["file"], fresh=True)
+        rows.append({"name": e, "file": str(rel), "sha256": digest, "network": meta["network"],
+                     "arch": meta.get("arch"), "description": meta.get("description", ""),
+                     "sim": {"sim_version": _sim_version(), "config": config_key(name), "seed": int(seed), "trainer": name}})
+        out[e] = {"path": str(folder / meta["file"]), "sha256": digest, "seconds": round(seconds, 1), "trained": True}
+    W.add_local_entries(rows)
+    if log:
+        log(f"  {name}: {', '.join(made)} in {seconds:.0f} s")
+
+
+def _can_fork() -> bool:
+    import multiprocessing
+
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def _train_in_child(name: str, out_dir: Path, seed: int, device: str, conn) -> None:
+    """A forked worker: train ``name`` into ``out_dir``; send ("ok", made, seconds) or ("error", is_bench_error, text)."""
+    try:
+        made, seconds = _train_one(name, out_dir, seed, device)
+        conn.send(("ok", made, seconds))
+    except BaseException as exc:  # reported by the parent, which raises it there
+        import traceback
+
+        conn.send(("error", isinstance(exc, BenchError), str(exc) if isinstance(exc, BenchError) else traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+def start_order(todo: list[str]) -> list[str]:
+    """``todo`` by priority: the longest chain of needs first, then a trainer whose needs ran (it continues a chain
+    already started), then registration order. AudioMAE -> AudioLDM2 (about 390 s of the 540 s) is the chain."""
+    def chain(name: str) -> int:  # trainers in the longest chain from ``name`` to one that nothing in todo needs
+        return 1 + max((chain(m) for m in todo if name in _NEEDS[m]), default=0)
+
+    return sorted(todo, key=lambda n: (-chain(n), -len(_NEEDS[n]), todo.index(n)))
+
+
+def _train_parallel(todo: list[str], seed: int, device: str, jobs: int, log, out: dict) -> None:
+    """Run ``todo`` (needs before their dependents) in up to ``jobs`` forked processes; register each as it ends.
+    A free process takes the first ready trainer in ``start_order``."""
+    import multiprocessing
+    import shutil
+    import signal
+    from multiprocessing.connection import wait
+
+    from bench.io import replace_dir, temporary_dir_beside
+
+    ctx = multiprocessing.get_context("fork")  # the child inherits this process's registry and settings
+    pending = start_order(todo)
+    running: dict = {}  # receiving connection -> (name, process, its temporary folder)
+    try:
+        while pending or running:
+            busy = {n for n, _, _ in running.values()}
+            for name in [n for n in pending if not any(d in pending or d in busy for d in _NEEDS[n])]:
+                if len(running) >= jobs:
+                    break
+                pending.remove(name)
+                if log:
+                    log(f"training {name} on the simulator (seed {seed}, {device}, worker process) ...")
+                tmp = temporary_dir_beside(output_dir(name, seed))  # this process owns it: removed if the worker dies
+                recv, send = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_train_in_child, args=(name, tmp, seed, device, send), name=f"train-sim {name}")
+                running[recv] = (name, proc, tmp)
+                proc.start()
+                send.close()
+            if not running:  # cannot happen: needs are registered, so trained, before their dependents
+                raise BenchError(f"simulator trainers {', '.join(pending)} wait for each other")
+            for recv in wait(list(running)):
+                name, proc, tmp = running.pop(recv)
+                try:
+                    message = recv.recv()
+                except EOFError:
+                    message = None
+                recv.close()
+                proc.join()
+                try:
+                    if message is None:
+                        raise BenchError(f"trainer {name}'s worker process ended with exit code {proc.exitcode} before "
+                                         f"it reported (killed, e.g. out of memory?); rerun with jobs=1 (`--jobs 1`)")
+                    if message[0] == "error":
+                        _, is_bench_error, text = message
+                        if is_bench_error:
+                            raise BenchError(text)
+                        raise RuntimeError(f"trainer {name} failed in its worker process:\n{text}")
+                    replace_dir(tmp, output_dir(name, seed))
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                _register_trained(name, seed, message[1], message[2], out, log)
+    finally:
+        for recv, (name, proc, tmp) in running.items():  # after an error or Ctrl-C: stop the others
+            if proc.pid is not None:  # started
+                if proc.is_alive():
+                    os.kill(proc.pid, signal.SIGINT)
+                proc.join(timeout=30)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join()
+            recv.close()
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -633,7 +773,7 @@ def train_audioldm2(out_dir: Path, seed: int, device: str = "cpu") -> dict:
 
 
 register("audiomae", train_audiomae, entries=("sim-audiomae",), config=AUDIOMAE_CONFIG)
-register("audioldm2", train_audioldm2, entries=("sim-audioldm2-vae", "sim-audioldm2-unet"),
+register("audioldm2", train_audioldm2, entries=("sim-audioldm2-vae", "sim-audioldm2-unet"), needs=("audiomae",),
          config=lambda: {**LDM_CONFIG, "audiomae_config": config_key("audiomae"), "arch": ldm_arch()})
 
 
