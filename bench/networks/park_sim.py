@@ -241,7 +241,6 @@ def sim_weights(seed: int) -> tuple[Path, dict[str, dict]]:
     folder = sim_folder(seed)
     manifest = folder / "manifest.json"
     if not manifest.is_file():
-        folder.parent.mkdir(parents=True, exist_ok=True)
         # CPU whatever the cell's device, and TRAIN_THREADS whatever the machine's cores: same seed, same files
         with atomic_dir(folder) as tmp, pinned_threads(TRAIN_THREADS):
             entries = train(Path(tmp), int(seed), "cpu")

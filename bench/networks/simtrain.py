@@ -191,7 +191,13 @@ def train_sim(names: list[str] | None = None, *, seed: int = DEFAULT_SEED, devic
             out.update(cached)
     if int(jobs) > 1 and len(todo) > 1 and device == "cpu" and _can_fork():
         _train_parallel(todo, seed, device, int(jobs), log, out)
-        return out
+    else:
+        _train_serial(todo, seed, device, log, out)
+    return out
+
+
+def _train_serial(todo: list[str], seed: int, device: str, log, out: dict) -> None:
+    """Run ``todo`` in this process, one after another; register each as it ends."""
     from bench.io import atomic_dir
 
     for name in todo:
@@ -200,7 +206,6 @@ def train_sim(names: list[str] | None = None, *, seed: int = DEFAULT_SEED, devic
         with atomic_dir(output_dir(name, seed)) as tmp:  # replaces the folder whole on success
             made, seconds = _train_one(name, tmp, seed, device)
         _register_trained(name, seed, made, seconds, out, log)
-    return out
 
 
 def _cached_outputs(name: str, seed: int, local: dict) -> dict[str, dict] | None:
