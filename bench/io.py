@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -129,11 +129,12 @@ def write_npz(target: Path, **arrays: np.ndarray) -> None:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
     """Hold an exclusive advisory lock (``fcntl.flock``) on ``path`` (created if missing) for the block.
 
     For first-use work shared by many processes (Slurm tasks on one runs folder and data root): the
-    others block until the holder leaves the block or dies (the kernel drops a dead process's lock).
+    others block until the holder leaves the block or dies (the kernel drops a dead process's lock),
+    calling ``on_wait()`` first when given (e.g. to say what they wait for).
     The lock file itself is left in place; it holds nothing.
     """
     import fcntl
@@ -141,7 +142,12 @@ def file_lock(path: Path) -> Iterator[None]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             yield
         finally:

@@ -42,6 +42,8 @@ def fake_trainer(monkeypatch):
     monkeypatch.setattr(S, "TRAINERS", dict(S.TRAINERS))
     monkeypatch.setattr(S, "_ENTRIES", dict(S._ENTRIES))
     monkeypatch.setattr(S, "_CONFIG", dict(S._CONFIG))
+    monkeypatch.setattr(S, "_NEEDS", dict(S._NEEDS))
+    monkeypatch.setattr(S, "_SECONDS", dict(S._SECONDS))
     S.register("fake", train, entries=("sim-fake",), config={"size": "tiny"})
     return calls
 
@@ -117,10 +119,42 @@ def test_needs_train_first_and_must_be_registered(weights_folder, fake_trainer):
         S.train_sim(["fake"], jobs=0)
 
 
+def test_processes_sharing_a_weights_folder_train_a_network_once(weights_folder, fake_trainer, tmp_path):
+    import multiprocessing
+    import time
+
+    trained, said = tmp_path / "trained", tmp_path / "said"
+
+    def slow():  # long enough for the second process to arrive while the first trains
+        with open(trained, "a") as fh:
+            fh.write("x")
+        time.sleep(2.0)
+
+    def log(line):
+        with open(said, "a") as fh:
+            fh.write(line + "\n")
+
+    S.register("slow", _fake_net_trainer("sim-slow", slow), entries=("sim-slow",), config={})
+    assert S.pending(["slow", "fake"]) == ["fake", "slow"]
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=S.train_sim, args=(["slow"],), kwargs={"log": log}) for _ in range(2)]
+    procs[0].start()
+    while not trained.exists():  # the first holds the lock and trains
+        time.sleep(0.01)
+    procs[1].start()
+    for proc in procs:
+        proc.join(timeout=60)
+    assert [proc.exitcode for proc in procs] == [0, 0]
+    assert trained.read_text() == "x"  # the second waited for the lock, then found it cached
+    assert said.read_text().count("waiting for another process training simulator networks") == 1
+    assert S.pending(["slow"]) == [] and S.ensure_entry("sim-slow", "test", train=False).name == "sim-slow"
+
+
 def test_parallel_start_order_follows_the_longest_chain():
-    # AudioMAE -> AudioLDM2 is most of train-sim's time: both go first, so the UNet starts as soon as AudioMAE ends
-    assert S.start_order(list(S.TRAINERS)) == ["audiomae", "audioldm2", "panns", "vggish", "clap"]
-    assert S.start_order(["clap", "panns"]) == ["clap", "panns"]
+    # AudioMAE -> AudioLDM2 is most of train-sim's time: both go first, so the UNet starts as soon as AudioMAE ends;
+    # then the longest first, so the short ones fill the other core
+    assert S.start_order(list(S.TRAINERS)) == ["audiomae", "audioldm2", "clap", "panns", "vggish"]
+    assert S.start_order(["vggish", "panns", "clap"]) == ["clap", "panns", "vggish"]
 
 
 def test_a_failing_worker_is_reported_and_leaves_nothing(weights_folder, fake_trainer):
@@ -209,14 +243,44 @@ def test_tiny_profiles_use_sim_backbones_on_simulated_data(tiny_catalogue, tmp_p
     NC.clear_loaded()
     train = load_split("tiny-speech", "sim01", "train")
     test = load_split("tiny-speech", "sim01", "test")
+    asked, ensure_entry = [], S.ensure_entry
+    monkeypatch.setattr(S, "ensure_entry", lambda entry, *a, **kw: asked.append(entry) or ensure_entry(entry, *a, **kw))
     for name in ("c2f_decoder", "fine_ldm"):
-        rec = get_method(name).from_profile("tiny").fit(train, random_state=0).predict(test)
+        asked.clear()
+        method = get_method(name).from_profile("tiny")
+        rec = method.fit(train, random_state=0).predict(test)
         assert rec.info["backbone_weights"] == "sim-pretrained", name
+        assert set(asked) == set(method.sim_networks(True)), name  # what `bench run` trains up front is what fit loads
     assert {s.name for s in W.local_entries()} == ALL_ENTRIES - {"sim-panns", "sim-vggish"}  # only what the methods use
     monkeypatch.setenv("BENCH_SIM_WEIGHTS", "off")
-    rec = get_method("c2f_decoder").from_profile("tiny").fit(train, random_state=0).predict(test)
-    assert rec.info["backbone_weights"] == "random-init"
+    method = get_method("c2f_decoder").from_profile("tiny")
+    rec = method.fit(train, random_state=0).predict(test)
+    assert rec.info["backbone_weights"] == "random-init" and method.sim_networks(True) == ()
     NC.clear_loaded()
+
+
+def test_metrics_declare_the_networks_they_load(weights_folder, monkeypatch):
+    """``MetricSpec.networks`` (what `bench run` trains up front) is what scoring simulated audio asks for."""
+    from types import SimpleNamespace
+
+    from methods.base import Reconstruction
+    from metrics import METRICS, EvalContext
+
+    monkeypatch.setenv("BENCH_SIM_WEIGHTS", "cached")
+    asked = []
+
+    def refuse(entry, what, **kw):
+        asked.append(entry)
+        raise UnavailableError(f"{entry} is not trained in this test")
+
+    monkeypatch.setattr(S, "ensure_entry", refuse)
+    audio = np.random.default_rng(0).standard_normal((4, 16_000)).astype(np.float32) * 0.1
+    split = _split(audio, ["a", "b", "a", "b"])
+    for name in METRICS.names():
+        asked.clear()
+        ctx = EvalContext(Reconstruction(audio=audio), split, SimpleNamespace(target_features=lambda split: {}))
+        METRICS.get(name).evaluate(ctx)
+        assert asked == [NC.SIM_WEIGHTS[k] for k in METRICS.get(name).networks], name
 
 
 # ----------------------------------------------------------------------------------------------

@@ -235,16 +235,21 @@ def sim_folder(seed: int) -> Path:
 def sim_weights(seed: int) -> tuple[Path, dict[str, dict]]:
     """(folder, entries) of the simulator-trained networks for ``seed``, training them once if absent (atomically,
     on the CPU, so the files depend only on the seed and the configuration)."""
-    from bench.io import atomic_dir, read_json, write_json
+    from bench.io import atomic_dir, ensure_writable_dir, once_under_lock, read_json, write_json
     from bench.training import pinned_threads
 
     folder = sim_folder(seed)
     manifest = folder / "manifest.json"
-    if not manifest.is_file():
+
+    def make():
         # CPU whatever the cell's device, and TRAIN_THREADS whatever the machine's cores: same seed, same files
         with atomic_dir(folder) as tmp, pinned_threads(TRAIN_THREADS):
             entries = train(Path(tmp), int(seed), "cpu")
             write_json(Path(tmp) / "manifest.json", {"seed": int(seed), "digest": config_digest(), "entries": entries})
+
+    if not manifest.is_file():  # trained once by whichever process sharing the folder comes first
+        lock = ensure_writable_dir(folder.parent.parent, "weights folder") / f".{folder.name}.lock"
+        once_under_lock(lock, manifest.is_file, make)
     data = read_json(manifest, "simulator Park weights manifest")
     return folder, data["entries"]
 

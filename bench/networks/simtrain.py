@@ -26,7 +26,11 @@ cache). Built in:
 Cache: each trainer's output lives in ``<weights folder>/sim/<trainer>-v<simulator version>-<config key>-s<seed>/``
 and its entries record {sim_version, config, seed, trainer}. An entry trained for another simulator version or
 config is retrained on use (or refused with one line when training is not allowed); a file whose sha256 no
-longer matches its entry is refused with one line, never used.
+longer matches its entry is refused with one line, never used. Training holds ``<weights folder>/.sim-train.lock``
+(:func:`training_lock`), so processes sharing the folder (Slurm tasks, ``--executor local`` cells) train each
+network once. ``bench run`` and ``bench check`` train what their unfinished cells need before the first cell, one
+trainer per usable core (``bench.runner.pretrain_sim_networks``, from ``Method.sim_networks`` and
+``MetricSpec.networks``); anything else is trained at its first use.
 
 Determinism: one torch thread and deterministic algorithms while training, every random draw from the seed,
 safetensors files (sorted keys, no timestamps, all metadata under one key). Checked: two runs in one process give
@@ -37,6 +41,7 @@ differed between processes: safetensors wrote their two metadata keys in a rando
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -72,14 +77,16 @@ TRAINERS: dict[str, Trainer] = {}
 _CONFIG: dict[str, dict] = {}
 _ENTRIES: dict[str, tuple[str, ...]] = {}
 _NEEDS: dict[str, tuple[str, ...]] = {}
+_SECONDS: dict[str, float] = {}
 DEFAULT_SEED = 0
 
 
 def register(name: str, fn: Trainer, *, entries: tuple[str, ...], config: dict | Callable[[], dict],
-             needs: tuple[str, ...] = ()) -> Trainer:
+             needs: tuple[str, ...] = (), seconds: float = 60.0) -> Trainer:
     """Add a trainer: ``entries`` it writes (so their first use can train them), its ``config`` (the cache key;
-    a function returning it when computing it needs heavy imports) and the trainers whose entries it loads
-    (``needs``: registered before it; ``train_sim`` runs them first)."""
+    a function returning it when computing it needs heavy imports), the trainers whose entries it loads
+    (``needs``: registered before it; ``train_sim`` runs them first) and roughly how long it trains on one CPU
+    core (``seconds``: orders parallel training, :func:`start_order`; nothing else)."""
     unknown = [n for n in needs if n not in TRAINERS]
     if unknown:
         raise BenchError(f"trainer {name} needs {', '.join(unknown)}, which is not registered (yet): register it first")
@@ -87,6 +94,7 @@ def register(name: str, fn: Trainer, *, entries: tuple[str, ...], config: dict |
     _ENTRIES[name] = tuple(entries)
     _CONFIG[name] = config  # by reference: a changed setting changes the key
     _NEEDS[name] = tuple(needs)
+    _SECONDS[name] = float(seconds)
     return fn
 
 
@@ -162,23 +170,49 @@ def train_sim(names: list[str] | None = None, *, seed: int = DEFAULT_SEED, devic
     The uncached trainers they ``need`` run first (``force`` applies to the named ones only). ``jobs`` > 1 runs
     up to that many trainers at once on CPU, each in a forked process of its own (on CUDA, or without fork, they run
     one after another). Every trainer trains on one thread either way, so the files are the same bytes as with
-    ``jobs=1`` (compared by ``benchmarks/test_bench_simtrain.py``); only this process writes the catalogue.
+    ``jobs=1`` (compared by ``benchmarks/test_bench_simtrain.py``); only this process writes the catalogue. It
+    holds :func:`training_lock` throughout, so processes sharing the weights folder never train a network twice.
 
     Returns {entry: {"path", "sha256", "seconds", "trained": bool}}.
     """
-    from bench.networks import weights as W
+    names = _known(list(names or TRAINERS))
+    if int(jobs) < 1:
+        raise BenchError(f"jobs={jobs}: the number of trainers run at once must be at least 1")
+    out: dict[str, dict] = {}
+    if not _plan(names, seed, force, out):
+        return out  # all cached: no lock taken (the weights folder may be read-only)
+    with training_lock(log):  # another process may have trained some of them while this one waited
+        out = {}
+        todo = _plan(names, seed, force, out)
+        if int(jobs) > 1 and len(todo) > 1 and device == "cpu" and _can_fork():
+            _train_parallel(todo, seed, device, int(jobs), log, out)
+        else:
+            _train_serial(todo, seed, device, log, out)
+    return out
 
-    names = list(names or TRAINERS)
+
+def pending(names: list[str], seed: int = DEFAULT_SEED) -> list[str]:
+    """The trainers ``train_sim(names, seed=seed)`` would run now: those of ``names`` and their needs whose current
+    output is not cached, in registration order."""
+    return _plan(_known(list(names)), seed, False, {})
+
+
+def _known(names: list[str]) -> list[str]:
     unknown = [n for n in names if n not in TRAINERS]
     if unknown:
         raise BenchError(f"unknown simulator trainer(s) {', '.join(unknown)}; known: {', '.join(TRAINERS)}")
-    if int(jobs) < 1:
-        raise BenchError(f"jobs={jobs}: the number of trainers run at once must be at least 1")
+    return names
+
+
+def _plan(names: list[str], seed: int, force: bool, out: dict) -> list[str]:
+    """The trainers to run for ``names`` (their uncached needs included, ``force`` applying to ``names`` only);
+    the cached outputs of ``names`` go to ``out``."""
+    from bench.networks import weights as W
+
     wanted = set(names)
     for name in reversed(list(TRAINERS)):  # a trainer's needs were registered before it
         if name in wanted:
             wanted.update(_NEEDS[name])
-    out: dict[str, dict] = {}
     local = {s.name: s for s in W.local_entries()}
     todo = []
     for name in TRAINERS:
@@ -189,11 +223,31 @@ def train_sim(names: list[str] | None = None, *, seed: int = DEFAULT_SEED, devic
             todo.append(name)
         elif name in names:
             out.update(cached)
-    if int(jobs) > 1 and len(todo) > 1 and device == "cpu" and _can_fork():
-        _train_parallel(todo, seed, device, int(jobs), log, out)
-    else:
-        _train_serial(todo, seed, device, log, out)
-    return out
+    return todo
+
+
+_lock_depth = 0  # training_lock's depth in this process (a forked trainer inherits its parent's)
+
+
+@contextlib.contextmanager
+def training_lock(log: Callable[[str], None] | None = None):
+    """Hold ``<weights folder>/.sim-train.lock`` for the block: processes sharing a weights folder (Slurm tasks,
+    ``--executor local`` cells, two ``bench run``) train each network once; the others wait (saying so to ``log``),
+    then find it cached. Re-entrant within a process and its forked trainers, which run on their parent's behalf."""
+    global _lock_depth
+    from bench.io import ensure_writable_dir, file_lock
+    from bench.networks import weights as W
+
+    with contextlib.ExitStack() as stack:
+        if not _lock_depth:
+            lock = ensure_writable_dir(W.local_dir(), "weights folder") / ".sim-train.lock"
+            waiting = None if log is None else (lambda: log(f"waiting for another process training simulator networks ({lock})"))
+            stack.enter_context(file_lock(lock, on_wait=waiting))
+        _lock_depth += 1
+        try:
+            yield
+        finally:
+            _lock_depth -= 1
 
 
 def _train_serial(todo: list[str], seed: int, device: str, log, out: dict) -> None:
@@ -280,10 +334,11 @@ def _train_in_child(name: str, out_dir: Path, seed: int, device: str, conn) -> N
 
 
 def start_order(todo: list[str]) -> list[str]:
-    """``todo`` by priority: the longest chain of needs first, then a trainer whose needs ran (it continues a chain
-    already started), then registration order. AudioMAE -> AudioLDM2 (about 390 s of the 540 s) is the chain."""
-    def chain(name: str) -> int:  # trainers in the longest chain from ``name`` to one that nothing in todo needs
-        return 1 + max((chain(m) for m in todo if name in _NEEDS[m]), default=0)
+    """``todo`` by priority: the longest chain of needs first (by the trainers' registered ``seconds``: the longest
+    work first leaves the shortest tail), then a trainer whose needs ran (it continues a chain already started),
+    then registration order. AudioMAE -> AudioLDM2 (about 380 s of the 545 s) is the longest chain."""
+    def chain(name: str) -> float:  # seconds of the longest chain from ``name`` to one that nothing in todo needs
+        return _SECONDS[name] + max((chain(m) for m in todo if name in _NEEDS[m]), default=0.0)
 
     return sorted(todo, key=lambda n: (-chain(n), -len(_NEEDS[n]), todo.index(n)))
 
@@ -596,9 +651,10 @@ def train_clap(out_dir: Path, seed: int, device: str = "cpu") -> dict:
                          "description": "CLAP (small HTSAT + 1-layer text tower on byte tokens, 512-d as LAION CLAP) trained contrastively on the simulator's captions"}}
 
 
-register("panns", train_panns, entries=("sim-panns",), config=PANNS_CONFIG)
-register("vggish", train_vggish, entries=("sim-vggish",), config=VGGISH_CONFIG)
-register("clap", train_clap, entries=("sim-clap",), config=CLAP_CONFIG)
+# seconds: measured on one core of a 2-core AMD EPYC (2026-12-06, README)
+register("panns", train_panns, entries=("sim-panns",), config=PANNS_CONFIG, seconds=45)
+register("vggish", train_vggish, entries=("sim-vggish",), config=VGGISH_CONFIG, seconds=33)
+register("clap", train_clap, entries=("sim-clap",), config=CLAP_CONFIG, seconds=87)
 
 
 AUDIOMAE_CONFIG = {"n_per_kind": N_PER_KIND, "epochs": 8, "batch_size": 32, "lr": 2e-3, "mask_ratio": 0.75}
@@ -777,9 +833,9 @@ def train_audioldm2(out_dir: Path, seed: int, device: str = "cpu") -> dict:
     }
 
 
-register("audiomae", train_audiomae, entries=("sim-audiomae",), config=AUDIOMAE_CONFIG)
+register("audiomae", train_audiomae, entries=("sim-audiomae",), config=AUDIOMAE_CONFIG, seconds=42)
 register("audioldm2", train_audioldm2, entries=("sim-audioldm2-vae", "sim-audioldm2-unet"), needs=("audiomae",),
-         config=lambda: {**LDM_CONFIG, "audiomae_config": config_key("audiomae"), "arch": ldm_arch()})
+         seconds=338, config=lambda: {**LDM_CONFIG, "audiomae_config": config_key("audiomae"), "arch": ldm_arch()})
 
 
 # ----------------------------------------------------------------------------------------------

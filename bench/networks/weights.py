@@ -379,22 +379,21 @@ def add_local_entries(entries: Iterable[dict]) -> Path:
     Each entry: {name, file (relative to the weights folder), sha256, network, arch (or None), description,
     optionally sim}. Every entry is checked as on reading, so a bad one is refused before anything is written.
     """
-    from bench.io import ensure_writable_dir, write_json
+    from bench.io import ensure_writable_dir, file_lock, read_json, write_json
 
     path = local_catalogue_path()
     ensure_writable_dir(path.parent, "weights folder")
     new = [dict(e) for e in entries]
     for i, e in enumerate(new):
         _entry_spec(path, i, e)
-    old = []
-    if path.exists():
-        local_entries()  # refuse to rewrite a catalogue that is already broken
-        from bench.io import read_json
-
-        old = read_json(path, "local weights catalogue")["entries"]
-    names = {e["name"] for e in new}
-    merged = [e for e in old if e.get("name") not in names] + new
-    write_json(path, {"format": 1, "entries": sorted(merged, key=lambda e: e["name"])})
+    with file_lock(path.with_name(f".{path.stem}.lock")):  # processes adding entries at once: none is lost
+        old = []
+        if path.exists():
+            local_entries()  # refuse to rewrite a catalogue that is already broken
+            old = read_json(path, "local weights catalogue")["entries"]
+        names = {e["name"] for e in new}
+        merged = [e for e in old if e.get("name") not in names] + new
+        write_json(path, {"format": 1, "entries": sorted(merged, key=lambda e: e["name"])})
     return path
 
 
