@@ -126,12 +126,13 @@ def _run_block(block: dict, methods: list[str], sim_weights: str, runs: Path, da
     """Run one block's cells into ``runs`` with ``$BENCH_SIM_WEIGHTS`` set for the block; returns the records."""
     import os
 
-    from bench.runner import plan_cells, run_cells
+    from bench.runner import plan_cells, pretrain_sim_networks, run_cells
 
     cells = plan_cells(methods, block["datasets"], block["subjects"], block["seeds"], block["profile"], data_root=data_root)
     previous = os.environ.get("BENCH_SIM_WEIGHTS")
     os.environ["BENCH_SIM_WEIGHTS"] = sim_weights
     try:
+        pretrain_sim_networks(cells, runs=runs, data_root=data_root, echo=echo)  # several at once, not cell by cell
         summary = run_cells(cells, runs=runs, data_root=data_root, device=block["device"], progress=progress, echo=echo)
     finally:
         if previous is None:

@@ -149,6 +149,8 @@ def run(
         cells = plan_cells(refs, datasets, subj, seed_list, profile, scale, {}, data_root) + cells if refs else cells
     rdir = runs_dir(runs)
     _check_folders(rdir, out if leaderboard else None, datasets, data_root, scale)
+    if executor in ("inline", "local", "debug") and not dry_run:  # cells on this machine: its cores train at once
+        _pretrain_sim_networks(cells, rdir, data_root, overwrite, reuse_stale)
     if executor != "inline" or dry_run or wait:
         from bench.executors import run_executor_command
 
@@ -180,6 +182,19 @@ def run(
         _write_leaderboards(rdir, out)
     if summary.count("failed"):
         raise typer.Exit(1)
+
+
+def _pretrain_sim_networks(cells, rdir: Path, data_root, overwrite: bool, reuse_stale: bool) -> None:
+    """Train the simulator networks the cells need, several at once (``bench.runner.pretrain_sim_networks``)."""
+    from bench.runner import pretrain_sim_networks
+
+    try:
+        pretrain_sim_networks(cells, runs=rdir, data_root=data_root, overwrite=overwrite, reuse_stale=reuse_stale,
+                              echo=_echo_line)
+    except KeyboardInterrupt:
+        typer.echo("interrupted while training the simulator networks: the finished ones are cached, nothing is "
+                   "half-written; rerun the same command to resume", err=True)
+        raise typer.Exit(130) from None
 
 
 def _echo_all_group(taken: list[str], data_root) -> None:

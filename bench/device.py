@@ -1,6 +1,8 @@
-"""The one rule for choosing a torch device: ``auto`` -> CUDA when present, else CPU."""
+"""The one rule for choosing a torch device (``auto`` -> CUDA when present, else CPU), and the CPU cores usable."""
 
 from __future__ import annotations
+
+import os
 
 from bench.errors import BenchError
 
@@ -17,3 +19,8 @@ def resolve_device(device: str | None = "auto") -> str:
     if device != "cpu" and not device.startswith("cuda"):
         raise BenchError(f"unknown device {device!r}; use auto, cpu or cuda")
     return device
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask: what a Slurm or container limit leaves)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

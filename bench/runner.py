@@ -212,11 +212,8 @@ def _run_cell(cell: Cell, *, runs: Path, data_root, device: str, overwrite: bool
     config = resolve_config(cell, data_root)
     path = record_path(runs, config)
     code = fingerprint.describe(cell.method)
-    if path.exists() and not overwrite:
-        try:
-            record = load_record(path)
-        except BenchError as exc:
-            raise BenchError(f"{exc} (or pass --overwrite)") from None
+    record = _prior_record(path, overwrite)
+    if record is not None:
         if not is_stale(record):
             return CellOutcome(cell, "skipped", path, record)
         if reuse_stale:
@@ -229,6 +226,16 @@ def _run_cell(cell: Cell, *, runs: Path, data_root, device: str, overwrite: bool
         raise
     except BenchError as exc:  # the configuration was valid: this cell failed (e.g. a checkpoint failing its hash)
         raise CellFailed(str(exc)) from None
+
+
+def _prior_record(path: Path, overwrite: bool) -> dict | None:
+    """The record a cell already has at ``path``; None when there is none or ``overwrite`` asks to recompute."""
+    if overwrite or not path.exists():
+        return None
+    try:
+        return load_record(path)
+    except BenchError as exc:
+        raise BenchError(f"{exc} (or pass --overwrite)") from None
 
 
 class CellFailed(BenchError):
@@ -394,6 +401,53 @@ def plan_cells(
                     for seed in seeds:
                         cells.append(Cell(m, ds_name, s, int(seed), profile, scale, g))
     return cells
+
+
+def sim_trainers_needed(cells: list[Cell], *, runs: Path, data_root=None, overwrite: bool = False,
+                        reuse_stale: bool = False, metrics: list[str] | None = None) -> list[str]:
+    """The ``bench weights train-sim`` trainers whose networks the cells still to run load on simulated datasets: the
+    methods' backbones (``Method.sim_networks``) and the networks the metrics score with (``MetricSpec.networks``,
+    where ``bench.networks.cache.weights_name`` picks a simulator-trained entry). Finished cells need none."""
+    from bench.datasets import get_dataset
+    from bench.networks import simtrain
+    from bench.networks.cache import SIM_WEIGHTS, weights_name
+    from methods import get_method
+    from metrics import METRICS
+
+    kinds = {k for name in (metrics or METRICS.names()) for k in METRICS.get(name.split(":", 1)[0]).networks}
+    metric_entries = {weights_name(k, simulated=True) for k in kinds} & set(SIM_WEIGHTS.values())
+    entries: set[str] = set()
+    for cell in cells:
+        if get_dataset(cell.dataset).kind != "simulated":
+            continue
+        record = _prior_record(record_path(runs, resolve_config(cell, data_root)), overwrite)
+        if record is not None and (reuse_stale or not is_stale(record)):
+            continue
+        entries.update(metric_entries)
+        entries.update(get_method(cell.method).from_profile(cell.profile, dict(cell.overrides)).sim_networks(True))
+    return sorted({simtrain.trainer_for(e) for e in entries}, key=list(simtrain.TRAINERS).index)
+
+
+def pretrain_sim_networks(cells: list[Cell], *, runs: Path, data_root=None, overwrite: bool = False,
+                          reuse_stale: bool = False, metrics: list[str] | None = None, echo=print) -> list[str]:
+    """Train the simulator networks the cells need before any cell runs, one per usable core at once, instead of one
+    after another at their first use inside the cells (``$BENCH_SIM_WEIGHTS=auto`` only; the files are the same
+    bytes either way). Returns the trainers run: none when fewer than two are missing or one core is usable."""
+    from bench.data import use_data_root
+    from bench.device import usable_cores
+    from bench.networks import simtrain
+
+    if simtrain.sim_mode() != "auto" or usable_cores() < 2:
+        return []
+    with use_data_root(data_root):  # the weights folder defaults to <data root>/weights, as inside the cells
+        todo = simtrain.pending(sim_trainers_needed(cells, runs=runs, data_root=data_root, overwrite=overwrite,
+                                                    reuse_stale=reuse_stale, metrics=metrics))
+        if len(todo) < 2:  # one trainer is as fast at its first use
+            return []
+        jobs = min(usable_cores(), len(todo))
+        echo(f"training the simulator networks the cells need ({', '.join(todo)}), {jobs} at once; cached for later runs")
+        simtrain.train_sim(todo, jobs=jobs, log=echo)
+    return todo
 
 
 def grid_overrides(base: tuple, grid: dict[str, list]) -> list[tuple]:

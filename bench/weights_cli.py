@@ -16,13 +16,6 @@ weights_app = typer.Typer(
 )
 
 
-def _usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask: what a Slurm or container limit leaves)."""
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def _short(sha: str | None) -> str:
     return sha[:12] if sha else "unknown"
 
@@ -124,7 +117,7 @@ def weights_train_sim(
     Cached under the weights folder by simulator version, trainer config and seed; simulated datasets score
     FD, FAD, KL and CLAP with them by default (BENCH_SIM_WEIGHTS=auto trains them on first use).
     """
-    from bench.device import resolve_device
+    from bench.device import resolve_device, usable_cores
     from bench.errors import BenchError
     from bench.networks import simtrain
     from bench.networks.weights import local_catalogue_path
@@ -132,7 +125,7 @@ def weights_train_sim(
     if jobs < 0:
         raise BenchError(f"--jobs {jobs}: give 0 (one per usable core) or a positive number")
     out = simtrain.train_sim(names or None, seed=seed, device=resolve_device(device), force=force,
-                             log=lambda line: typer.echo(line, err=True), jobs=jobs or _usable_cores())
+                             log=lambda line: typer.echo(line, err=True), jobs=jobs or usable_cores())
     for entry, row in out.items():
         state = f"trained in {row['seconds']:.0f} s" if row["trained"] else "cached"
         typer.echo(f"{entry}: {row['sha256'][:12]}  {row['path']}  ({state})")

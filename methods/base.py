@@ -208,6 +208,12 @@ class Method:
         """The parts the method is made of (class names, checkpoints), kept in the record."""
         return {}
 
+    def sim_networks(self, simulated: bool) -> tuple[str, ...]:
+        """Catalogue entries trained on the simulator (``bench weights train-sim``) that ``fit`` loads when the data
+        is ``simulated``; ``bench run`` trains the missing ones before its cells, several at once (one it is not told
+        of is still trained at its first use, one after another)."""
+        return ()
+
 
 def check_method_class(key: str, cls: Any) -> None:
     """A registered method must be a ``Method`` subclass whose ``name`` is its registry key."""

@@ -180,15 +180,31 @@ def check_pretrained_available() -> None:
     W.require(weights_name("clap"), "C2F decoding (CLAP semantic targets, methods.c2f)")
 
 
+def uses_sim_backbones(kind: str, simulated: bool) -> bool:
+    """The tiny backbones on simulated data are the simulator-trained ones, unless ``$BENCH_SIM_WEIGHTS=off``."""
+    from bench.networks.simtrain import sim_mode
+
+    return kind == "tiny" and simulated and sim_mode() != "off"
+
+
+def sim_backbone_entries(kind: str, simulated: bool) -> tuple[str, ...]:
+    """The simulator-trained entries :func:`load_backbones` loads: sim-audiomae, and sim-clap unless
+    ``$BENCH_CLAP_WEIGHTS`` names another CLAP."""
+    from bench.networks.cache import SIM_WEIGHTS, weights_name
+
+    if not uses_sim_backbones(kind, simulated):
+        return ()
+    return ("sim-audiomae",) + ((SIM_WEIGHTS["clap"],) if weights_name("clap", simulated=True) == SIM_WEIGHTS["clap"] else ())
+
+
 def load_backbones(kind: str, *, device: str, seed: int, simulated: bool = False) -> Backbones:
     """``simulated`` (the training data is simulated): the tiny backbones are the simulator-trained sim-audiomae and
     sim-clap (``bench weights train-sim``; unless ``$BENCH_SIM_WEIGHTS=off``), else random-init."""
     import torch
 
     from bench.networks.audiomae import AudioMAE, AudioMAEConfig, load_audiomae
-    from bench.networks.simtrain import sim_mode
 
-    if kind == "tiny" and simulated and sim_mode() != "off":
+    if uses_sim_backbones(kind, simulated):
         from bench.errors import UnavailableError
         from bench.networks.cache import load_network
         from bench.networks.simtrain import load_sim_audiomae
@@ -631,3 +647,6 @@ class C2FDecoder(Method):
                             f"{'' if self.use_semantic else ' (no semantic token)'}",
                 "generator": "AudioMAE decoder (fine-tuned) + per-frame ridge to vocoder mel",
                 "backbone": self.backbone, "vocoder": self.vocoder}
+
+    def sim_networks(self, simulated: bool) -> tuple[str, ...]:
+        return sim_backbone_entries(self.backbone, simulated)

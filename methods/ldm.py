@@ -122,9 +122,9 @@ class _LDMMethod(Method):
         import torch
 
         from bench.networks.audioldm2 import build_ldm, load_ldm
-        from bench.networks.simtrain import sim_mode
+        from methods.c2f import uses_sim_backbones
 
-        if self.backbone == "tiny" and simulated and sim_mode() != "off":
+        if uses_sim_backbones(self.backbone, simulated):
             from bench.errors import UnavailableError
             from bench.networks.simtrain import load_sim_ldm
 
@@ -308,6 +308,13 @@ class _LDMMethod(Method):
                 "generator": "AudioLDM2 latent diffusion (UNet fine-tuned on decoded c"
                              + (", jointly with D^Aco" if self.finetune_acoustic else "") + "; VAE, vocoder frozen)",
                 "backbone": self.backbone, "ldm_weights": self.ldm_weights, "vocoder": self.vocoder}
+
+    def sim_networks(self, simulated: bool) -> tuple[str, ...]:
+        """The acoustic stage's sim backbones, and the sim VAE and UNet (tiny profile on simulated data)."""
+        from methods.c2f import sim_backbone_entries, uses_sim_backbones
+
+        ldm = ("sim-audioldm2-vae", "sim-audioldm2-unet") if uses_sim_backbones(self.backbone, simulated) else ()
+        return sim_backbone_entries(self.backbone, simulated) + ldm
 
 
 class FineLDM(_LDMMethod):

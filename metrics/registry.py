@@ -76,6 +76,8 @@ class MetricSpec:
     members: the keys a family always returns (e.g. "kl", "kl:sigmoid"); a record lacking one was scored before
         that key existed, and ``bench rescore`` recomputes the entry by default. Empty for a single metric and
         for families whose keys depend on the method (probe:<feature>)
+    networks: the pretrained networks it scores with (``bench.networks.cache`` kinds: "panns", "vggish", "clap"), so
+        ``bench run`` can train their simulator versions before the cells that need them
     """
 
     name: str
@@ -85,6 +87,7 @@ class MetricSpec:
     tolerance: float
     paper_column: int | None = None
     members: tuple[str, ...] = ()
+    networks: tuple[str, ...] = ()
 
 
 METRICS: Registry = Registry("metric")
@@ -230,17 +233,17 @@ register(MetricSpec(name="pcc", label="PCC", evaluate=_pcc, higher_is_better=Tru
 register(MetricSpec(name="psnr", label="PSNR", evaluate=_psnr, higher_is_better=True, tolerance=0.05, paper_column=2))
 # Frechet distance of PANNs Cnn14 2048-d embeddings (extra: FAD-inf)
 register(MetricSpec(name="fd", label="FD", evaluate=_lazy("metrics.perceptual:evaluate_fd"), higher_is_better=False,
-                    tolerance=0.5, paper_column=3))
+                    tolerance=0.5, paper_column=3, networks=("panns",)))
 # Frechet distance of VGGish 128-d patch embeddings (extra: FAD-inf)
 register(MetricSpec(name="fad", label="FAD", evaluate=_lazy("metrics.perceptual:evaluate_fad"), higher_is_better=False,
-                    tolerance=0.2, paper_column=4))
+                    tolerance=0.2, paper_column=4, networks=("vggish",)))
 # KL divergence of PANNs Cnn14 class distributions, reference vs reconstruction (kl: softmax, kl:sigmoid)
 register(MetricSpec(name="kl", label="KL", evaluate=_lazy("metrics.perceptual:evaluate_kl"), higher_is_better=False,
-                    tolerance=0.02, paper_column=5, members=("kl", "kl:sigmoid")))
+                    tolerance=0.02, paper_column=5, members=("kl", "kl:sigmoid"), networks=("panns",)))
 # cosine similarity of LAION CLAP audio embeddings, reconstruction vs stimulus, per sample (clap:ident: pairwise
 # identification of the reconstructions among the stimuli by those embeddings, chance 0.5)
 register(MetricSpec(name="clap", label="CLAP", evaluate=_lazy("metrics.perceptual:evaluate_clap"), higher_is_better=True,
-                    tolerance=0.005, paper_column=6, members=("clap", "clap:ident")))
+                    tolerance=0.005, paper_column=6, members=("clap", "clap:ident"), networks=("clap",)))
 # 5-fold SVM accuracy of test labels from decoded features (folds grouped by stimulus), one per feature
 register(MetricSpec(name="probe", label="Probe acc", evaluate=_probe, higher_is_better=True, tolerance=0.02))
 # pairwise identification accuracy of decoded vs true features (chance 0.5), one per feature

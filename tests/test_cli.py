@@ -175,6 +175,30 @@ def test_ctrl_c_says_what_finished_refreshes_leaderboards_and_exits_130(tiny_cat
     assert (out / "tiny-sound.md").exists() and "sim01" in (out / "tiny-sound.md").read_text()
 
 
+def test_run_trains_the_sim_networks_before_its_cells_and_ctrl_c_there_is_one_line(tiny_catalogue, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import bench.runner
+    from bench.cli import app
+
+    planned = []
+
+    def interrupted(cells, **kw):
+        planned.append(sorted({c.method for c in cells}))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench.runner, "pretrain_sim_networks", interrupted)
+    runs = tmp_path / "r"
+    result = CliRunner().invoke(app, ["run", "--method", "lir", "--dataset", "tiny-sound", "--runs", str(runs)])
+    assert result.exit_code == 130 and planned == [["chance", "lir", "oracle"]]  # every cell of the run, references too
+    assert result.stderr.strip() == ("interrupted while training the simulator networks: the finished ones are cached, "
+                                     "nothing is half-written; rerun the same command to resume")
+    assert not list(runs.rglob("*.json"))  # no cell ran
+    dry = CliRunner().invoke(app, ["run", "--method", "lir", "--dataset", "tiny-sound", "--executor", "slurm", "--dry-run",
+                                   "--runs", str(runs)])
+    assert planned == [["chance", "lir", "oracle"]], dry.output  # a Slurm driver leaves training to its tasks
+
+
 def test_dataset_all_says_what_it_took_and_skipped(tiny_catalogue, tmp_path):
     from typer.testing import CliRunner
 

@@ -210,3 +210,33 @@ def test_cell_warnings_go_to_the_record_and_one_summary_line(tiny_catalogue, run
     line = warnings_line([out.record, out.record])
     assert "in 2 cell(s)" in line and "details in each record's \"warnings\"" in line and "\n" not in line
     assert warnings_line([{"warnings": []}]) is None
+
+
+def test_run_trains_the_sim_networks_its_unfinished_cells_need_at_once(tiny_catalogue, runs, monkeypatch):
+    from bench import device
+    from bench.networks import simtrain
+    from bench.runner import pretrain_sim_networks, sim_trainers_needed
+
+    monkeypatch.setenv("BENCH_SIM_WEIGHTS", "auto")
+    lir, ldm = Cell("lir", "tiny-sound", "sim01", 0, "tiny"), Cell("c2f_ldm", "tiny-speech", "sim01", 0, "tiny")
+    assert sim_trainers_needed([lir], runs=runs) == ["panns", "vggish", "clap"]  # FD, KL; FAD; CLAP
+    assert sim_trainers_needed([lir], runs=runs, metrics=["pcc", "probe"]) == []
+    assert sim_trainers_needed([ldm], runs=runs, metrics=["pcc"]) == ["clap", "audiomae", "audioldm2"]  # its backbones
+    paper = Cell("c2f_decoder", "tiny-sound", "sim01", 0, "paper")  # the published backbones: nothing simulated
+    assert sim_trainers_needed([paper], runs=runs, metrics=["pcc"]) == []
+    done = run_cell(Cell("chance", "tiny-sound", "sim01", 0, "tiny"), runs=runs, metrics=["pcc"])
+    assert sim_trainers_needed([done.cell], runs=runs) == []  # finished: skipped, needs nothing
+    assert sim_trainers_needed([done.cell], runs=runs, overwrite=True) == ["panns", "vggish", "clap"]
+
+    calls = []
+    monkeypatch.setattr(simtrain, "train_sim", lambda names, **kw: calls.append((names, kw["jobs"])))
+    monkeypatch.setattr(device, "usable_cores", lambda: 2)
+    assert pretrain_sim_networks([lir, ldm], runs=runs, echo=_quiet) == ["panns", "vggish", "clap", "audiomae", "audioldm2"]
+    assert calls == [(["panns", "vggish", "clap", "audiomae", "audioldm2"], 2)]
+    assert pretrain_sim_networks([lir], runs=runs, metrics=["clap"], echo=_quiet) == []  # one trainer: first use is as fast
+    monkeypatch.setattr(device, "usable_cores", lambda: 1)
+    assert pretrain_sim_networks([lir, ldm], runs=runs, echo=_quiet) == []
+    monkeypatch.setattr(device, "usable_cores", lambda: 2)
+    monkeypatch.setenv("BENCH_SIM_WEIGHTS", "cached")  # the user said: do not train
+    assert pretrain_sim_networks([lir, ldm], runs=runs, echo=_quiet) == []
+    assert len(calls) == 1
