@@ -574,6 +574,9 @@ def data_prepare(
 
 
 def main() -> None:
+    from bench.device import keep_freed_memory
+
+    keep_freed_memory()
     try:
         app()
     except BenchError as exc:

@@ -24,3 +24,40 @@ def resolve_device(device: str | None = "auto") -> str:
 def usable_cores() -> int:
     """CPU cores this process may run on (its affinity mask: what a Slurm or container limit leaves)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+KEEP_MMAP_THRESHOLD = 256 * 2**20
+KEEP_TRIM_THRESHOLD = 2**30
+_kept: list[bool] = []
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc's malloc keep freed blocks for reuse: blocks up to 256 MiB come from the heap instead of fresh
+    ``mmap`` pages, and the heap is given back to the system only above 1 GiB free at its top.
+
+    Why: training and scoring free and re-allocate the same large arrays batch after batch; above glibc's mmap
+    threshold (128 KiB until a large block is freed) each one is new pages the kernel zeroes on first touch. Measured on
+    the README's main job with its networks cached (2 cores): 18.2 M page faults and 56 s of system time, cells 140 s;
+    with this 0.36 M, 4 s and 101 s, every record's numbers identical; peak RSS 1.33 -> 1.75 GB. A process that had
+    trained in-process got the same effect by accident (glibc raises its threshold after freeing a large block).
+    Once per process; glibc only; not when ``$GLIBC_TUNABLES`` or a ``$MALLOC_*`` variable says what the user wants.
+    Returns whether it is in effect.
+    """
+    if _kept:
+        return _kept[0]
+    applied = False
+    if not any(k == "GLIBC_TUNABLES" or k.startswith("MALLOC_") for k in os.environ):
+        import ctypes
+        import ctypes.util
+
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            mallopt = libc.mallopt
+        except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
+            mallopt = None
+        if mallopt is not None:
+            applied = bool(mallopt(_M_MMAP_THRESHOLD, KEEP_MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, KEEP_TRIM_THRESHOLD))
+    _kept.append(applied)
+    return applied

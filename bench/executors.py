@@ -239,6 +239,9 @@ class CellTask:
         self.overwrite, self.metrics, self.reuse_stale = overwrite, metrics, reuse_stale
 
     def __call__(self, cells):
+        from bench.device import keep_freed_memory
+
+        keep_freed_memory()  # a task is a fresh process (bench.cli.main did this for inline runs)
         if not isinstance(cells, (tuple, list)):
             return self._run_one(cells)
         results, failed = [], []

@@ -240,3 +240,22 @@ def test_run_trains_the_sim_networks_its_unfinished_cells_need_at_once(tiny_cata
     monkeypatch.setenv("BENCH_SIM_WEIGHTS", "cached")  # the user said: do not train
     assert pretrain_sim_networks([lir, ldm], runs=runs, echo=_quiet) == []
     assert len(calls) == 1
+
+
+def test_bench_processes_keep_freed_memory_unless_the_user_tuned_malloc():
+    """glibc keeps freed blocks for reuse in `bench` processes (bench.device.keep_freed_memory); a user's own
+    GLIBC_TUNABLES / MALLOC_* settings win. Run in fresh processes: it changes the process it runs in."""
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc only")
+    code = "from bench.device import keep_freed_memory as k; print(k(), k())"  # the second call: remembered
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES" and not k.startswith("MALLOC_")}
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.split() == ["True", "True"]
+    tuned = subprocess.run([sys.executable, "-c", code], env={**env, "MALLOC_ARENA_MAX": "2"}, capture_output=True,
+                           text=True, check=True)
+    assert tuned.stdout.split() == ["False", "False"]
