@@ -39,9 +39,10 @@ def keep_freed_memory() -> bool:
 
     Why: training and scoring free and re-allocate the same large arrays batch after batch; above glibc's mmap
     threshold (128 KiB until a large block is freed) each one is new pages the kernel zeroes on first touch. Measured on
-    the README's main job with its networks cached (2 cores): 18.2 M page faults and 56 s of system time, cells 140 s;
-    with this 0.36 M, 4 s and 101 s, every record's numbers identical; peak RSS 1.33 -> 1.75 GB. A process that had
-    trained in-process got the same effect by accident (glibc raises its threshold after freeing a large block).
+    the README's main job with its networks cached (2 cores, README): page faults, system time and the cells' time
+    fall (18.2 M, 56 s, 140 s -> 0.36 M, 4 s, 101 s with the same settings as glibc tunables), every record's numbers
+    identical; peak RSS rises (1.33 -> 1.75 GB). A process that had trained networks in-process got part of this by
+    accident (glibc raises its threshold after freeing a large block).
     Once per process; glibc only; not when ``$GLIBC_TUNABLES`` or a ``$MALLOC_*`` variable says what the user wants.
     Returns whether it is in effect.
     """
