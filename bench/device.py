@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 from bench.errors import BenchError
@@ -30,9 +31,9 @@ def usable_cores() -> int:
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 KEEP_MMAP_THRESHOLD = 256 * 2**20
 KEEP_TRIM_THRESHOLD = 2**30
-_kept: list[bool] = []
 
 
+@functools.cache  # once per process
 def keep_freed_memory() -> bool:
     """Let glibc's malloc keep freed blocks for reuse: blocks up to 256 MiB come from the heap instead of fresh
     ``mmap`` pages, and the heap is given back to the system only above 1 GiB free at its top.
@@ -43,22 +44,16 @@ def keep_freed_memory() -> bool:
     fall (18.2 M, 56 s, 140 s -> 0.36 M, 4 s, 101 s with the same settings as glibc tunables), every record's numbers
     identical; peak RSS rises (1.33 -> 1.75 GB). A process that had trained networks in-process got part of this by
     accident (glibc raises its threshold after freeing a large block).
-    Once per process; glibc only; not when ``$GLIBC_TUNABLES`` or a ``$MALLOC_*`` variable says what the user wants.
+    glibc only; not when ``$GLIBC_TUNABLES`` or a ``$MALLOC_*`` variable says what the user wants.
     Returns whether it is in effect.
     """
-    if _kept:
-        return _kept[0]
-    applied = False
-    if not any(k == "GLIBC_TUNABLES" or k.startswith("MALLOC_") for k in os.environ):
-        import ctypes
-        import ctypes.util
+    if any(k == "GLIBC_TUNABLES" or k.startswith("MALLOC_") for k in os.environ):
+        return False
+    import ctypes
+    import ctypes.util
 
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            mallopt = libc.mallopt
-        except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
-            mallopt = None
-        if mallopt is not None:
-            applied = bool(mallopt(_M_MMAP_THRESHOLD, KEEP_MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, KEEP_TRIM_THRESHOLD))
-    _kept.append(applied)
-    return applied
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, KEEP_MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, KEEP_TRIM_THRESHOLD))

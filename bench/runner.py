@@ -420,11 +420,12 @@ def sim_trainers_needed(cells: list[Cell], *, runs: Path, data_root=None, overwr
     for cell in cells:
         if get_dataset(cell.dataset).kind != "simulated":
             continue
-        record = _prior_record(record_path(runs, resolve_config(cell, data_root)), overwrite)
-        if record is not None and (reuse_stale or not is_stale(record)):
+        wanted = metric_entries | set(get_method(cell.method).from_profile(cell.profile, dict(cell.overrides)).sim_networks(True))
+        if wanted <= entries:  # nothing new: its record need not be read
             continue
-        entries.update(metric_entries)
-        entries.update(get_method(cell.method).from_profile(cell.profile, dict(cell.overrides)).sim_networks(True))
+        record = _prior_record(record_path(runs, resolve_config(cell, data_root)), overwrite)
+        if record is None or (not reuse_stale and is_stale(record)):
+            entries |= wanted
     return sorted({simtrain.trainer_for(e) for e in entries}, key=list(simtrain.TRAINERS).index)
 
 

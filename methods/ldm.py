@@ -311,10 +311,10 @@ class _LDMMethod(Method):
 
     def sim_networks(self, simulated: bool) -> tuple[str, ...]:
         """The acoustic stage's sim backbones, and the sim VAE and UNet (tiny profile on simulated data)."""
-        from methods.c2f import sim_backbone_entries, uses_sim_backbones
+        from methods.c2f import sim_backbone_entries
 
-        ldm = ("sim-audioldm2-vae", "sim-audioldm2-unet") if uses_sim_backbones(self.backbone, simulated) else ()
-        return sim_backbone_entries(self.backbone, simulated) + ldm
+        stage = sim_backbone_entries(self.backbone, simulated)  # empty exactly when the LDM is not the sim one either
+        return stage + ("sim-audioldm2-vae", "sim-audioldm2-unet") if stage else ()
 
 
 class FineLDM(_LDMMethod):
