@@ -53,6 +53,43 @@ def _queue_empty(name_prefix: str = "bench", timeout: float = 120) -> None:
     raise AssertionError(f"jobs still queued: {out}")
 
 
+def _queue_state(job: str) -> str:
+    """``STATE REASON`` of a queued job; empty once it has left the queue."""
+    return subprocess.run(["squeue", "-h", "-j", job, "-o", "%T %r"], capture_output=True, text=True).stdout.strip()
+
+
+def _job_report(job: str, runs: Path, folder: Path) -> str:
+    """What to read when a Slurm test times out: the job as Slurm sees it, the node, the tasks' logs, error files."""
+    def run(*cmd):
+        proc = subprocess.run(list(cmd), capture_output=True, text=True)
+        return f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}"
+
+    parts = [run("scontrol", "show", "job", job), run("sinfo", "-R"), run("sinfo", "-N", "-o", "%N %T %E"),
+             run("sacct", "-n", "-j", job, "-o", "JobID,State,ExitCode,Start,End,Reason%30")]
+    for path in sorted((runs / ".submitit").glob(f"{job}*/*_log.*")) + sorted(folder.glob("*.error")) \
+            + sorted(folder.glob("*.traceback.txt")):
+        parts.append(f"--- {path.name} (last 40 lines)\n" + "\n".join(path.read_text(errors="replace").splitlines()[-40:]))
+    return "\n".join(parts)
+
+
+def _start_when_held(job: str, runs: Path, folder: Path, done, timeout: float) -> None:
+    """Wait until ``done()``, starting the job whenever Slurm holds it for its begin time. Slurm holds a requeued job
+    for about two minutes (BeginTime) and may set that hold again when the requeue completes after an update, so
+    the update is repeated while the job waits for it. A job that has left the queue without ``done()`` fails fast."""
+    end = time.monotonic() + timeout
+    gone_since = None
+    while not done():
+        state = _queue_state(job)
+        if "BeginTime" in state:
+            subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now"], capture_output=True)
+        gone_since = (gone_since or time.monotonic()) if not state else None
+        if gone_since is not None and time.monotonic() - gone_since > 15:
+            raise AssertionError("the job left the queue without a record:\n" + _job_report(job, runs, folder))
+        if time.monotonic() > end:
+            raise AssertionError(f"no record after {timeout:.0f} s:\n" + _job_report(job, runs, folder))
+        time.sleep(0.5)
+
+
 @pytest.mark.slow
 def test_slurm_records_equal_inline(small_catalogue, tmp_path):
     """Four LiR/MLP cells as one array (2 at a time), one cell per task and two per task, give the inline run's
@@ -109,16 +146,11 @@ def test_requeued_task_resumes_from_its_epoch_checkpoint(small_catalogue, tmp_pa
         assert time.monotonic() < end, "no epoch checkpoint appeared"
         time.sleep(0.2)
     subprocess.run(["scancel", "--signal=USR2", job], check=True)
-    # Slurm holds a requeued job for 2 minutes (BeginTime); start it now.
     end = time.monotonic() + 60
-    while "BeginTime" not in subprocess.run(["squeue", "-h", "-j", job, "-o", "%r"], capture_output=True, text=True).stdout:
-        assert time.monotonic() < end, "the task was not requeued"
+    while "BeginTime" not in _queue_state(job):
+        assert time.monotonic() < end, "the task was not requeued:\n" + _job_report(job, runs, folder)
         time.sleep(0.2)
-    subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now"], check=True)
-    end = time.monotonic() + 300
-    while not list(folder.glob("sub-*.json")):
-        assert time.monotonic() < end, "the requeued task wrote no record"
-        time.sleep(0.5)
+    _start_when_held(job, runs, folder, lambda: bool(list(folder.glob("sub-*.json"))), timeout=300)
     log = "".join(p.read_text() for p in (runs / ".submitit").glob(f"{job}*/*_log.err"))
     assert "Requeued job" in log and ", attempt 2," in log
     epoch = int(log.split("resuming bilstm from epoch ")[1].split()[0])
