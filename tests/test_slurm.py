@@ -50,7 +50,9 @@ def _queue_empty(name_prefix: str = "bench", timeout: float = 120) -> None:
         if not out.strip():
             return
         time.sleep(0.5)
-    raise AssertionError(f"jobs still queued: {out}")
+    detail = subprocess.run(["squeue", "-h", "-n", name_prefix, "-o", "%i %T %r %M"], capture_output=True, text=True).stdout
+    nodes = subprocess.run(["sinfo", "-N", "-h", "-o", "%N %T %E"], capture_output=True, text=True).stdout
+    raise AssertionError(f"jobs still queued after {timeout:.0f} s (id state reason time):\n{detail}nodes: {nodes}")
 
 
 def _queue_state(job: str) -> str:
@@ -143,7 +145,7 @@ def test_requeued_task_resumes_from_its_epoch_checkpoint(small_catalogue, tmp_pa
     folder = runs / "small-sound" / "bilstm" / "tiny"
     end = time.monotonic() + 180
     while not list(folder.glob("*.work/bilstm.ckpt")):
-        assert time.monotonic() < end, "no epoch checkpoint appeared"
+        assert time.monotonic() < end, "no epoch checkpoint appeared:\n" + _job_report(job, runs, folder)
         time.sleep(0.2)
     subprocess.run(["scancel", "--signal=USR2", job], check=True)
     end = time.monotonic() + 60
