@@ -50,9 +50,8 @@ def _queue_empty(name_prefix: str = "bench", timeout: float = 120) -> None:
         if not out.strip():
             return
         time.sleep(0.5)
-    detail = subprocess.run(["squeue", "-h", "-n", name_prefix, "-o", "%i %T %r %M"], capture_output=True, text=True).stdout
-    nodes = subprocess.run(["sinfo", "-N", "-h", "-o", "%N %T %E"], capture_output=True, text=True).stdout
-    raise AssertionError(f"jobs still queued after {timeout:.0f} s (id state reason time):\n{detail}nodes: {nodes}")
+    raise AssertionError(f"jobs still queued after {timeout:.0f} s:\n"
+                         + _shell("squeue", "-h", "-n", name_prefix, "-o", "%i %T %r %M") + _shell(*_NODE_STATES))
 
 
 def _queue_state(job: str) -> str:
@@ -60,31 +59,40 @@ def _queue_state(job: str) -> str:
     return subprocess.run(["squeue", "-h", "-j", job, "-o", "%T %r"], capture_output=True, text=True).stdout.strip()
 
 
+_NODE_STATES = ("sinfo", "-N", "-o", "%N %T %E")
+
+
+def _shell(*cmd: str) -> str:
+    """A command and what it printed, for a failure message."""
+    proc = subprocess.run(list(cmd), capture_output=True, text=True)
+    return f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}"
+
+
 def _job_report(job: str, runs: Path, folder: Path) -> str:
     """What to read when a Slurm test times out: the job as Slurm sees it, the node, the tasks' logs, error files."""
-    def run(*cmd):
-        proc = subprocess.run(list(cmd), capture_output=True, text=True)
-        return f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}"
-
-    parts = [run("scontrol", "show", "job", job), run("sinfo", "-R"), run("sinfo", "-N", "-o", "%N %T %E"),
-             run("sacct", "-n", "-j", job, "-o", "JobID,State,ExitCode,Start,End,Reason%30")]
+    parts = [_shell("scontrol", "show", "job", job), _shell("sinfo", "-R"), _shell(*_NODE_STATES),
+             _shell("sacct", "-n", "-j", job, "-o", "JobID,State,ExitCode,Start,End,Reason%30")]
     for path in sorted((runs / ".submitit").glob(f"{job}*/*_log.*")) + sorted(folder.glob("*.error")) \
             + sorted(folder.glob("*.traceback.txt")):
         parts.append(f"--- {path.name} (last 40 lines)\n" + "\n".join(path.read_text(errors="replace").splitlines()[-40:]))
     return "\n".join(parts)
 
 
-def _start_when_held(job: str, runs: Path, folder: Path, done, timeout: float) -> None:
-    """Wait until ``done()``, starting the job whenever Slurm holds it for its begin time. Slurm holds a requeued job
-    for about two minutes (BeginTime) and may set that hold again when the requeue completes after an update, so
-    the update is repeated while the job waits for it. A job that has left the queue without ``done()`` fails fast."""
+def _wait_for_record(job: str, runs: Path, folder: Path, timeout: float) -> None:
+    """Wait until the cell's record is in ``folder``, starting the job whenever Slurm holds it for its begin time.
+    Slurm holds a requeued job for about two minutes (BeginTime) and may set that hold again when the requeue
+    completes after an update, so the update is repeated while the job waits for it. A job that has left the queue
+    without a record fails fast."""
     end = time.monotonic() + timeout
     gone_since = None
-    while not done():
+    while not list(folder.glob("sub-*.json")):
         state = _queue_state(job)
         if "BeginTime" in state:
             subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now"], capture_output=True)
-        gone_since = (gone_since or time.monotonic()) if not state else None
+        if state:
+            gone_since = None
+        elif gone_since is None:
+            gone_since = time.monotonic()
         if gone_since is not None and time.monotonic() - gone_since > 15:
             raise AssertionError("the job left the queue without a record:\n" + _job_report(job, runs, folder))
         if time.monotonic() > end:
@@ -152,7 +160,7 @@ def test_requeued_task_resumes_from_its_epoch_checkpoint(small_catalogue, tmp_pa
     while "BeginTime" not in _queue_state(job):
         assert time.monotonic() < end, "the task was not requeued:\n" + _job_report(job, runs, folder)
         time.sleep(0.2)
-    _start_when_held(job, runs, folder, lambda: bool(list(folder.glob("sub-*.json"))), timeout=300)
+    _wait_for_record(job, runs, folder, timeout=300)
     log = "".join(p.read_text() for p in (runs / ".submitit").glob(f"{job}*/*_log.err"))
     assert "Requeued job" in log and ", attempt 2," in log
     epoch = int(log.split("resuming bilstm from epoch ")[1].split()[0])
