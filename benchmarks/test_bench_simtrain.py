@@ -9,9 +9,11 @@ Each trainer runs on one torch thread (their determinism needs it). Side by side
 
 - ``test_train_sim_from_scratch``: one trainer after another (``jobs=1``, the reference), the clock time of one
   core; ``benchmark.extra_info`` has the seconds of each trainer (fresh-clip generation counted in the first)
-  and the sha256 of each file (a second run on the same machine and package versions must print the same hashes);
+  and the sha256 of each file (a second run on the same machine and package versions must print the same hashes),
+  and whether it is over the target (reported, not asserted: the target is for the command as run on two cores);
 - ``test_train_sim_jobs``: ``train_sim(jobs=JOBS)`` (what ``bench weights train-sim`` does on a machine with that
-  many cores): the trainers in forked processes, up to JOBS at once; it must write the same bytes as the reference.
+  many cores): the trainers in forked processes, up to JOBS at once; it must write the same bytes as the reference
+  and finish within the target.
 
 Environment: ``BENCH_DEVICE`` (default cpu).
 """
@@ -50,12 +52,11 @@ def test_train_sim_from_scratch(benchmark, tmp_path, monkeypatch):
     out = benchmark.pedantic(run, rounds=1, iterations=1)
     total = benchmark.stats.stats.mean
     benchmark.extra_info.update({"device": device, "total_s": round(total, 1), "target_s": TARGET_S,
-                                 **{f"{k}_s": v for k, v in seconds.items()},
+                                 "over_target": total > TARGET_S, **{f"{k}_s": v for k, v in seconds.items()},
                                  **{f"{e}_sha256": r["sha256"][:16] for e, r in out.items()}})
     print("\n" + ", ".join(f"{k}={v}" for k, v in benchmark.extra_info.items()))
     assert all(r["trained"] for r in out.values())
     _REFERENCE.update({e: r["sha256"] for e, r in out.items()})
-    assert total <= TARGET_S, benchmark.extra_info
 
 
 @pytest.mark.benchmark(group="simtrain")
