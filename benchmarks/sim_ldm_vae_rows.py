@@ -1,12 +1,12 @@
 """The LDM rows with another sim VAE setting: what would the leaderboards' Fine-LDM and C2F-LDM verdicts be?
 (issue 12's open item; not part of the test run)
 
-    python benchmarks/sim_ldm_vae_rows.py --weights /tmp/wvae --n-vae 480 [--vae-epochs 4] > rows.txt
+    python benchmarks/sim_ldm_vae_rows.py --weights /tmp/wvae --n-vae 240 [--vae-epochs 8] > rows.txt
 
 ``--weights`` is a weights folder of its own: copy a trained one there first (``bench weights train-sim`` in it)
 so only the AudioLDM2 VAE + UNet retrain. Sets ``simtrain.LDM_CONFIG``'s ``n_used`` (the VAE's clips per world)
-and ``vae_epochs`` in this process (their config key changes, so the files land in a folder of their own and the
-cache of the trainer's setting is untouched), retrains them, then runs Fine-LDM, C2F-LDM and the chance row on the
+and ``vae_epochs`` in this process (a value other than the trainer's changes their config key, so the files land in a
+folder of their own and the cache of the trainer's setting is untouched), retrains them, then runs Fine-LDM, C2F-LDM and the chance row on the
 three simulated datasets (tiny profile, both subjects, seed 0) into ``<weights>/runs`` and prints each row's PCC,
 mel identification, CLAP identification and CLAP score and every ``bench.learning`` verdict, as
 ``bench run --method fine_ldm,c2f_ldm --dataset sim && bench learning`` would with that trainer setting.
