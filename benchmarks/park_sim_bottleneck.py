@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     if args.gpt_epochs is not None:
         park_sim.TRAINING["transformer"]["epochs"] = int(args.gpt_epochs)
     if args.gpt_extra_clips is not None:
-        park_sim.TRAINING["gpt_extra_sound_clips"] = int(args.gpt_extra_clips)
+        park_sim.TRAINING["gpt_extra_clips"]["sound"] = int(args.gpt_extra_clips)
     clock = time.perf_counter()
     nets = load_networks("sim", vocoder="griffin-lim", device="cpu", sim_seed=0)
     out: dict = {"dataset": args.dataset, "subject": args.subject, "training": park_sim.TRAINING,
