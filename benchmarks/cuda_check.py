@@ -9,6 +9,10 @@
    default fit on the CPU on the same arrays: time and max |dW|, |db|.
 3. The full-size AudioLDM2 UNet + VAE + HiFiGAN (random weights): samples per second of the eq. 4 training
    step (AMP, batch 8, 4-s clips) and of DDIM sampling, and peak GPU memory.
+4. Park et al.'s full decoding step on the device: ``SelectiveRidge(alpha=100, n_feat=500)`` on all 53,760 conv5_3
+   units at Brain2Sound's size (X 14,400 x 6,662; Y's rows 3,600 distinct targets presented 4 times, as in
+   ``benchmarks/test_bench_park.py``, whose CPU run compares it with fastl2lir): fit time, its stages and peak GPU
+   memory.
 
 ``--scale`` multiplies n, V and the outputs (e.g. 0.05 to try the script on a CPU). Each section
 records its numbers or its error; the JSON is written atomically at the end.
@@ -167,6 +171,31 @@ def ldm_full_size(dev, steps: int = 3, ddim_steps: int = 20) -> dict:
     return out
 
 
+def park_decode(scale: float, dev) -> dict:
+    import torch
+
+    from bench.ridge import SelectiveRidge
+
+    n_distinct, reps = int(3600 * scale), 4
+    V, m, n_feat = int(6662 * scale), max(8, int(53760 * scale)), max(1, int(500 * scale))
+    rng = np.random.default_rng(0)
+    Y_distinct = rng.standard_normal((n_distinct, m), dtype=np.float32)
+    rows = rng.permutation(np.repeat(np.arange(n_distinct), reps))
+    k = min(m, 64)  # voxels driven by the first k targets plus noise
+    mix = rng.standard_normal((k, V), dtype=np.float32) / np.sqrt(k)
+    X = (Y_distinct[rows, :k] @ mix + rng.standard_normal((len(rows), V), dtype=np.float32)).astype(np.float32)
+    Y = Y_distinct[rows]
+    out = {"n": len(rows), "V": V, "m": m, "n_feat": n_feat, "alpha": 100.0, "presentations": reps}
+    SelectiveRidge(alpha=100.0, n_feat=n_feat, device=dev).fit(X[:500], Y[:500, :8])  # warm-up
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    model, t = _timed(lambda: SelectiveRidge(alpha=100.0, n_feat=n_feat, device=dev).fit(X, Y), dev)
+    out.update(device_fit_s=t, stages=dict(model.timings_), coef_finite=bool(np.isfinite(model.coef_).all()))
+    if dev.type == "cuda":
+        out["peak_gpu_gib"] = torch.cuda.max_memory_allocated(dev) / 2**30
+    return out
+
+
 def main() -> int:
     import torch
 
@@ -174,7 +203,7 @@ def main() -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--skip", default="", help="comma-separated sections to skip: ridge,selective,ldm")
+    ap.add_argument("--skip", default="", help="comma-separated sections to skip: ridge,selective,ldm,park")
     ap.add_argument("--fastl2lir-path", default="", help="extra PYTHONPATH for the fastl2lir child (e.g. numpy < 2.4)")
     args = ap.parse_args()
     dev = torch.device(args.device)
@@ -184,7 +213,8 @@ def main() -> int:
     skip = set(filter(None, args.skip.split(",")))
     sections = [("ridge_gcv", "ridge", lambda: ridge_gcv(args.scale, dev)),
                 ("selective_ridge", "selective", lambda: selective_ridge(args.scale, dev, args.fastl2lir_path)),
-                ("ldm_full_size", "ldm", lambda: ldm_full_size(dev))]
+                ("ldm_full_size", "ldm", lambda: ldm_full_size(dev)),
+                ("park_decode", "park", lambda: park_decode(args.scale, dev))]
     for key, short, fn in sections:
         if short in skip:
             continue

@@ -29,9 +29,7 @@ def main() -> None:
     os.environ["BENCH_WEIGHTS"] = str(args.weights)
     os.environ["BENCH_SIM_WEIGHTS"] = "auto"
 
-    from bench.learning import verdicts
     from bench.networks import simtrain as S
-    from bench.runner import plan_cells, run_cells
 
     if args.n_vae is not None:
         S.LDM_CONFIG["n_used"] = args.n_vae
@@ -40,20 +38,24 @@ def main() -> None:
     t0 = time.time()
     out = S.train_sim(["audioldm2"], seed=0, log=print)
     print("train", round(time.time() - t0), {e: r["sha256"][:12] for e, r in out.items()}, flush=True)
-    cells = plan_cells(["fine_ldm", "c2f_ldm", "chance"], ["sim-sound", "sim-music", "sim-speech"], ["sim01", "sim02"],
-                       [0], "tiny")
-    records = [o.record for o in run_cells(cells, runs=args.weights / "runs", progress=False, echo=print).outcomes]
+    print_rows(["fine_ldm", "c2f_ldm"], args.weights / "runs", ["pcc", "ident:mel", "clap:ident", "clap"])
+    print("total", round(time.time() - t0))
+
+
+def print_rows(methods: list[str], runs: Path, keys: list[str]) -> None:
+    """Run ``methods`` and the chance row on the three simulated datasets (tiny profile, both subjects, seed 0) into
+    ``runs``; print each record's ``keys`` (metric values, None where not computed) and every bench.learning verdict."""
+    from bench.learning import verdicts
+    from bench.runner import plan_cells, run_cells
+
+    cells = plan_cells([*methods, "chance"], ["sim-sound", "sim-music", "sim-speech"], ["sim01", "sim02"], [0], "tiny")
+    records = [o.record for o in run_cells(cells, runs=runs, progress=False, echo=print).outcomes]
     for r in records:
         c, m = r["config"], r["metrics"]
-
-        def value(key):
-            return round(m[key]["value"], 3) if m.get(key, {}).get("status") == "ok" else None
-
-        print(c["dataset"], c["method"], c["subject"], "pcc", value("pcc"), "ident:mel", value("ident:mel"),
-              "clap:ident", value("clap:ident"), "clap", value("clap"), flush=True)
+        values = [(key, round(m[key]["value"], 3) if m.get(key, {}).get("status") == "ok" else None) for key in keys]
+        print(c["dataset"], c["method"], c["subject"], *(f"{k} {v}" for k, v in values), flush=True)
     for v in verdicts(records):
-        print("VERDICT", "learns" if v.passed else "FAILS ", v.where, v.check, flush=True)
-    print("total", round(time.time() - t0))
+        print("VERDICT", "learns" if v.passed else "FAILS ", v.where, v.check, v.detail, flush=True)
 
 
 if __name__ == "__main__":
