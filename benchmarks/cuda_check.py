@@ -10,9 +10,8 @@
 3. The full-size AudioLDM2 UNet + VAE + HiFiGAN (random weights): samples per second of the eq. 4 training
    step (AMP, batch 8, 4-s clips) and of DDIM sampling, and peak GPU memory.
 4. Park et al.'s full decoding step on the device: ``SelectiveRidge(alpha=100, n_feat=500)`` on all 53,760 conv5_3
-   units at Brain2Sound's size (X 14,400 x 6,662; Y's rows 3,600 distinct targets presented 4 times, as in
-   ``benchmarks/test_bench_park.py``, whose CPU run compares it with fastl2lir): fit time, its stages and peak GPU
-   memory.
+   units at Brain2Sound's size on the arrays of ``benchmarks/test_bench_park.py`` (``brain2sound_inputs``; its CPU
+   run compares the fit with fastl2lir): fit time, its stages and peak GPU memory.
 
 ``--scale`` multiplies n, V and the outputs (e.g. 0.05 to try the script on a CPU). Each section
 records its numbers or its error; the JSON is written atomically at the end.
@@ -175,21 +174,15 @@ def park_decode(scale: float, dev) -> dict:
     import torch
 
     from bench.ridge import SelectiveRidge
+    from test_bench_park import _sizes, brain2sound_inputs  # benchmarks/ is on sys.path when this runs as a script
 
-    n_distinct, reps = int(3600 * scale), 4
-    V, m, n_feat = int(6662 * scale), max(8, int(53760 * scale)), max(1, int(500 * scale))
-    rng = np.random.default_rng(0)
-    Y_distinct = rng.standard_normal((n_distinct, m), dtype=np.float32)
-    rows = rng.permutation(np.repeat(np.arange(n_distinct), reps))
-    k = min(m, 64)  # voxels driven by the first k targets plus noise
-    mix = rng.standard_normal((k, V), dtype=np.float32) / np.sqrt(k)
-    X = (Y_distinct[rows, :k] @ mix + rng.standard_normal((len(rows), V), dtype=np.float32)).astype(np.float32)
-    Y = Y_distinct[rows]
-    out = {"n": len(rows), "V": V, "m": m, "n_feat": n_feat, "alpha": 100.0, "presentations": reps}
-    SelectiveRidge(alpha=100.0, n_feat=n_feat, device=dev).fit(X[:500], Y[:500, :8])  # warm-up
+    params = _sizes(scale)
+    X, Y = brain2sound_inputs(params)
+    out = {k: params[k] for k in ("n", "V", "m", "n_feat", "alpha", "presentations")}
+    SelectiveRidge(alpha=params["alpha"], n_feat=params["n_feat"], device=dev).fit(X[:500], Y[:500, :8])  # warm-up
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    model, t = _timed(lambda: SelectiveRidge(alpha=100.0, n_feat=n_feat, device=dev).fit(X, Y), dev)
+    model, t = _timed(lambda: SelectiveRidge(alpha=params["alpha"], n_feat=params["n_feat"], device=dev).fit(X, Y), dev)
     out.update(device_fit_s=t, stages=dict(model.timings_), coef_finite=bool(np.isfinite(model.coef_).all()))
     if dev.type == "cuda":
         out["peak_gpu_gib"] = torch.cuda.max_memory_allocated(dev) / 2**30

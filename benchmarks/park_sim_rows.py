@@ -40,7 +40,10 @@ def main() -> None:
     from bench.networks import park_sim as P
 
     if args.extra is not None:
-        P.TRAINING["gpt_extra_clips"] = {kind: args.extra.get(kind, 0) for kind in ("sound", "music", "speech")}
+        kinds = P.TRAINING["gpt_extra_clips"]
+        if set(args.extra) - set(kinds):
+            raise SystemExit(f"--extra: unknown kind(s) {sorted(set(args.extra) - set(kinds))}; use {', '.join(kinds)}")
+        P.TRAINING["gpt_extra_clips"] = {kind: args.extra.get(kind, 0) for kind in kinds}
     if args.gpt_epochs is not None:
         P.TRAINING["transformer"]["epochs"] = args.gpt_epochs
     print("setting", P.config_digest(), P.TRAINING, flush=True)

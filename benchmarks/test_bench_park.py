@@ -42,16 +42,18 @@ FULL = SCALE == 1.0
 GROUP = "park-decode"
 
 
-def _sizes() -> dict:
+def _sizes(scale: float = SCALE) -> dict:
     def s(x: int) -> int:
-        return max(2, round(x * SCALE))
+        return max(2, round(x * scale))
 
     return {"n": s(14_400), "V": s(6_662), "m": s(512 * 5 * 21), "m_small": s(256), "m_large": s(1024),
-            "n_feat": max(1, round(500 * SCALE)), "alpha": 100.0,
+            "n_feat": max(1, round(500 * scale)), "alpha": 100.0,
             "presentations": int(os.environ.get("BENCH_PRESENTATIONS", "4")), "seed": 20231101}
 
 
-def _child(task: str, params: dict) -> None:
+def brain2sound_inputs(params: dict) -> tuple[np.ndarray, np.ndarray]:
+    """X (n, V) float32 single trials and Y (n, m) float32 conv5_3-like targets of :func:`_sizes`'s ``params``, in
+    Brain2Sound's design (also the arrays of ``cuda_check.py``'s ``park_decode``)."""
     import scipy.sparse as sp
 
     rng = np.random.default_rng(params["seed"])
@@ -74,7 +76,12 @@ def _child(task: str, params: dict) -> None:
     X += signal[labels]
     del M, signal
     Y = Y_distinct if n_distinct == n else Y_distinct[labels]
-    del Y_distinct
+    return X, Y
+
+
+def _child(task: str, params: dict) -> None:
+    X, Y = brain2sound_inputs(params)
+    m = params["m"]
     import torch
 
     from bench.ridge import SelectiveRidge

@@ -186,7 +186,9 @@ def train(out_dir: Path, seed: int, device: str = "cpu") -> dict[str, dict]:
         convs, code_lists = [conv], [codes]
         with torch.no_grad():
             for kind, k in TRAINING["gpt_extra_clips"].items():
-                audio_k = fresh_clips(kind, k, seed + 1)["audio"] if k > 0 else np.zeros((0, 1), np.float32)
+                if k == 0:
+                    continue
+                audio_k = fresh_clips(kind, k, seed + 1)["audio"]
                 for i in range(0, len(audio_k), 32):  # 32 at a time: the 22.05-kHz STFTs of all at once need gigabytes
                     mel_x = V.park_mel(V.loop_to_window(audio_k[i : i + 32], 16_000))
                     convs.append(vnet.conv5_3(torch.from_numpy((mel_x - mean[:, None]) / std[:, None]).to(dev)))
