@@ -81,7 +81,8 @@ class _Model:
         sched = copy.deepcopy(scheduler or ldm.scheduler)
         sched.set_timesteps(int(steps))
         gen = torch.Generator().manual_seed(0)
-        shape = (len(c), ldm.vae.config.latent_channels, ldm.padded_frames(frames) // 8, ldm.n_mels // 8)
+        f = 2 ** (len(ldm.vae.config.block_out_channels) - 1)  # the VAE's downsampling
+        shape = (len(c), ldm.vae.config.latent_channels, ldm.padded_frames(frames) // f, ldm.n_mels // f)
         z = torch.randn(shape, generator=gen)
         with torch.no_grad():
             h, h1 = ldm.condition(c)
