@@ -81,14 +81,18 @@ def _job_report(job: str, runs: Path, folder: Path) -> str:
 def _wait_for_record(job: str, runs: Path, folder: Path, timeout: float) -> None:
     """Wait until the cell's record is in ``folder``, starting the job whenever Slurm holds it for its begin time.
     Slurm holds a requeued job for about two minutes (BeginTime) and may set that hold again when the requeue
-    completes after an update, so the update is repeated while the job waits for it. A job that has left the queue
-    without a record fails fast."""
+    completes after an update, so the update is repeated while the job waits for it. The first update waits 2 s
+    after the hold is seen: slurmd revokes the killed instance's credential with a time in whole seconds, and a
+    relaunch within that same second is refused ("Job N already killed, do not launch batch job") and the job
+    ends FAILED. A job that has left the queue without a record fails fast."""
     end = time.monotonic() + timeout
-    gone_since = None
+    gone_since = held_since = None
     while not list(folder.glob("sub-*.json")):
         state = _queue_state(job)
         if "BeginTime" in state:
-            subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now"], capture_output=True)
+            held_since = held_since or time.monotonic()
+            if time.monotonic() - held_since >= 2:
+                subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now"], capture_output=True)
         if state:
             gone_since = None
         elif gone_since is None:
