@@ -67,6 +67,16 @@ def _prepare(ldm, mae, data: dict, kinds: list[str]):
     return images, conds, mels
 
 
+def ridge_latents(conds, latents, e_conds):
+    """What the features hold: a ridge (alpha 10) from flattened training features (n, N, d) to latents
+    (n, C, T, F), applied to held-out features (m, N, d); returns (m, C, T, F) float32 latents."""
+    import torch
+    from sklearn.linear_model import Ridge
+
+    fit = Ridge(alpha=10.0).fit(conds.flatten(1).numpy(), latents.flatten(1).numpy())
+    return torch.from_numpy(fit.predict(e_conds.flatten(1).numpy())).float().view(len(e_conds), *latents.shape[1:])
+
+
 def mean_identification(pred, true) -> float:
     """Mean pairwise identification of pred (n, ...) against true (n, ...), to 3 digits (also used by
     park_sim_bottleneck.py)."""
@@ -151,13 +161,9 @@ def main(argv=None) -> int:
         e_latents = {k: vae.encode(e_images[k]).latent_dist.mode() * ldm.scaling_factor for k in kinds}
     out["seconds"]["vae"] = round(time.perf_counter() - clock, 1)
 
-    from sklearn.linear_model import Ridge
-
     out["ridge"], out["vae_identification"], ridge_mels, vae_mels = {}, {}, {}, {}
     for k in kinds:
-        fit = Ridge(alpha=10.0).fit(conds[k].flatten(1).numpy(), latents[k].flatten(1).numpy())
-        pred = torch.from_numpy(fit.predict(e_conds[k].flatten(1).numpy())).float().view(e_latents[k].shape)
-        ridge_mels[k] = ldm.latent_to_mel(pred, e_mels[k].shape[2])
+        ridge_mels[k] = ldm.latent_to_mel(ridge_latents(conds[k], latents[k], e_conds[k]), e_mels[k].shape[2])
         vae_mels[k] = ldm.latent_to_mel(e_latents[k], e_mels[k].shape[2])
         out["ridge"][k] = mean_identification(ridge_mels[k], e_mels[k])
         out["vae_identification"][k] = mean_identification(vae_mels[k], e_mels[k])

@@ -84,9 +84,7 @@ class _Model:
         sched = copy.deepcopy(scheduler or ldm.scheduler)
         sched.set_timesteps(int(steps))
         gen = torch.Generator().manual_seed(0)
-        f = 2 ** (len(ldm.vae.config.block_out_channels) - 1)  # the VAE's downsampling
-        shape = (len(c), ldm.vae.config.latent_channels, ldm.padded_frames(frames) // f, ldm.n_mels // f)
-        z = torch.randn(shape, generator=gen)
+        z = torch.randn(ldm.latent_shape(len(c), frames), generator=gen)
         with torch.no_grad():
             h, h1 = ldm.condition(c)
             h = torch.cat([torch.zeros_like(h), h])
@@ -151,7 +149,7 @@ def main() -> None:
 
     from bench.networks import simtrain as S
     from bench.networks.audioldm2 import LatentDiffusion, build_ldm
-    from sim_ldm_condition import mean_identification
+    from sim_ldm_condition import mean_identification, ridge_latents
 
     torch.set_num_threads(1)  # as the trainer (one per core with --jobs 2)
     what = "benchmarks/sim_ldm_unet_variants.py"
@@ -215,14 +213,8 @@ def main() -> None:
     history = S.interleaved_rounds(knobs["unet_epochs"], {k: n for k in KINDS}, batch, step, gen)
     unet.eval()
     train_s = time.perf_counter() - clock
-    from sklearn.linear_model import Ridge
-
-    ridge = {}
-    for k in KINDS:
-        fit = Ridge(alpha=10.0).fit(conds[k].flatten(1).numpy(), latents[k].flatten(1).numpy())
-        z0 = ldm.mel_to_latent(e_mels[k])
-        pred = torch.from_numpy(fit.predict(e_conds[k].flatten(1).numpy())).float().view(z0.shape)
-        ridge[k] = mean_identification(ldm.latent_to_mel(pred, e_mels[k].shape[2]), e_mels[k])
+    ridge = {k: mean_identification(ldm.latent_to_mel(ridge_latents(conds[k], latents[k], e_conds[k]), e_mels[k].shape[2]),
+                                    e_mels[k]) for k in KINDS}
     samples = {k: {g: (mean_identification(m := model.generate(e_conds[k], e_mels[k].shape[2], 5, g), e_mels[k]), _pcc(m, e_mels[k]))
                    for g in (2.0, 5.0)} for k in KINDS}
     print(json.dumps({"variant": args.variant, "settings": VARIANTS[args.variant],

@@ -228,7 +228,7 @@ class LatentDiffusion(nn.Module):
         self.proj = nn.Identity() if self.cond_dim == self.cross_dim else nn.Linear(self.cond_dim, self.cross_dim)
         self.cond_tokens = cond_tokens
         self.uncond_prob = float(uncond_prob)
-        vae_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.vae_factor = vae_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         unet_factor = 2 ** (len(unet.config.block_out_channels) - 1)
         self.frame_multiple = vae_factor * unet_factor
         self.scaling_factor = float(getattr(vae.config, "scaling_factor", SCALING_FACTOR))
@@ -320,13 +320,17 @@ class LatentDiffusion(nn.Module):
     def device(self):
         return next(self.unet.parameters()).device
 
+    def latent_shape(self, n: int, frames: int) -> tuple[int, int, int, int]:
+        """(n, latent channels, latent frames, latent bins) of n clips of ``frames`` mel frames (padded)."""
+        f = self.vae_factor
+        return (n, int(self.vae.config.latent_channels), self.padded_frames(frames) // f, self.n_mels // f)
+
     def sample_latents(self, c, frames: int, steps: int = 200, guidance_scale: float = 2.5, generator=None):
         """DDIM (eta 0) from N(0, I) given c (B, N, cond_dim); classifier-free guidance against zeros."""
         sched = copy.deepcopy(self.scheduler)
         sched.set_timesteps(int(steps))
         dev = self.device
-        vae_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
-        shape = (len(c), self.unet.config.in_channels, self.padded_frames(frames) // vae_factor, self.n_mels // vae_factor)
+        shape = self.latent_shape(len(c), frames)
         dtype = next(self.unet.parameters()).dtype
         z = torch.randn(shape, generator=generator, dtype=torch.float32).to(dev, dtype) * sched.init_noise_sigma
         with torch.no_grad():
