@@ -60,39 +60,34 @@ def _pcc(pred, true) -> float:
     return round(float(np.nanmean(pcc(np.asarray(pred), np.asarray(true)))), 3)
 
 
-class _Model:
-    """The UNet's output as the scheduler expects it, with the variant's coordinate planes; DDIM sampling as
-    ``LatentDiffusion.sample_latents`` (classifier-free guidance against zeros) for any input width."""
+def _latent_diffusion(unet, vae, vocoder, scheduler, *, coords: bool = False, **kwargs):
+    """``LatentDiffusion``, or with ``coords`` one whose UNet input also gets the variant's two coordinate planes
+    (the latent pixel's time and frequency position in [-1, 1]); training, x0 estimates and
+    ``LatentDiffusion.generate`` all go through its ``eps``."""
+    import torch
 
-    def __init__(self, ldm, coords: bool):
-        self.ldm, self.coords = ldm, coords
+    from bench.networks.audioldm2 import LatentDiffusion
 
-    def __call__(self, z, t, h, h1):
-        import torch
-
-        if self.coords:
-            b, _, frames, bins = z.shape
+    class _WithCoords(LatentDiffusion):
+        def eps(self, z_t, t, h, h1):
+            b, _, frames, bins = z_t.shape
             ct = torch.linspace(-1, 1, frames).view(1, 1, frames, 1).expand(b, 1, frames, bins)
             cf = torch.linspace(-1, 1, bins).view(1, 1, 1, bins).expand(b, 1, frames, bins)
-            z = torch.cat([z, ct.to(z), cf.to(z)], 1)
-        return self.ldm.unet(z, t, encoder_hidden_states=h, encoder_hidden_states_1=h1).sample
+            return super().eps(torch.cat([z_t, ct.to(z_t), cf.to(z_t)], 1), t, h, h1)
 
-    def generate(self, c, frames: int, steps: int, guidance: float, scheduler=None):
-        import torch
+    return (_WithCoords if coords else LatentDiffusion)(unet, vae, vocoder, scheduler, **kwargs)
 
-        ldm = self.ldm
-        sched = copy.deepcopy(scheduler or ldm.scheduler)
-        sched.set_timesteps(int(steps))
-        gen = torch.Generator().manual_seed(0)
-        z = torch.randn(ldm.latent_shape(len(c), frames), generator=gen)
-        with torch.no_grad():
-            h, h1 = ldm.condition(c)
-            h = torch.cat([torch.zeros_like(h), h])
-            h1 = None if h1 is None else torch.cat([h1, h1])
-            for t in sched.timesteps:
-                out_u, out_c = self(torch.cat([z, z]), t, h, h1).chunk(2)
-                z = sched.step(out_u + guidance * (out_c - out_u), t, z, eta=0.0).prev_sample
-        return ldm.latent_to_mel(z, frames).numpy()
+
+def _samples(ldm, c, mels, steps: int) -> dict:
+    """{guidance: (identification, PCC)} of ``steps``-step DDIM samples from features c against the true mels,
+    at guidance 2 and 5, the noise seeded with 0 (all clips one batch)."""
+    from sim_ldm_condition import mean_identification
+
+    out = {}
+    for g in (2.0, 5.0):
+        m = ldm.generate(c, mels.shape[2], steps, g, seed=0, batch_size=len(c))
+        out[g] = (mean_identification(m, mels), _pcc(m, mels))
+    return out
 
 
 def _data(ldm, mae, n: int):
@@ -113,12 +108,11 @@ def _data(ldm, mae, n: int):
     return latents, conds, e_conds, e_mels
 
 
-def _x0_rows(model: _Model, prediction: str, e_conds, e_mels) -> dict:
+def _x0_rows(ldm, prediction: str, e_conds, e_mels) -> dict:
     import torch
 
     from sim_ldm_condition import mean_identification
 
-    ldm = model.ldm
     probe = torch.Generator().manual_seed(5)
     out = {}
     for k in KINDS:
@@ -128,7 +122,7 @@ def _x0_rows(model: _Model, prediction: str, e_conds, e_mels) -> dict:
             a = ldm.alphas_cumprod[t]
             z_t = a.sqrt() * z0 + (1 - a).sqrt() * torch.randn(z0.shape, generator=probe)
             with torch.no_grad():
-                o = model(z_t, torch.full((len(z0),), t), *ldm.condition(e_conds[k]))
+                o = ldm.eps(z_t, torch.full((len(z0),), t), *ldm.condition(e_conds[k]))
             x0 = a.sqrt() * z_t - (1 - a).sqrt() * o if prediction == "v_prediction" else (z_t - (1 - a).sqrt() * o) / a.sqrt()
             row[str(t)] = (mean_identification(ldm.latent_to_mel(x0, e_mels[k].shape[2]), e_mels[k]),
                            round(float(((x0 - z0) ** 2).mean()), 3))
@@ -148,7 +142,7 @@ def main() -> None:
     from diffusers import DDIMScheduler
 
     from bench.networks import simtrain as S
-    from bench.networks.audioldm2 import LatentDiffusion, build_ldm
+    from bench.networks.audioldm2 import build_ldm
     from sim_ldm_condition import mean_identification, ridge_latents
 
     torch.set_num_threads(1)  # as the trainer (one per core with --jobs 2)
@@ -157,14 +151,15 @@ def main() -> None:
     (unet, vae, vocoder, scheduler), _ = S.load_sim_ldm(what)
     clock = time.perf_counter()
     if args.sampling:
-        ldm = LatentDiffusion(unet, vae, vocoder, scheduler, cond_dim=mae.config.embed_dim).eval()
+        ldm = _latent_diffusion(unet, vae, vocoder, scheduler, cond_dim=mae.config.embed_dim).eval()
         _, _, e_conds, e_mels = _data(ldm, mae, 0)
-        model = _Model(ldm, coords=False)
         for spacing in ("leading", "trailing"):
-            sched = DDIMScheduler.from_config(scheduler.config, timestep_spacing=spacing)
+            # a second LatentDiffusion on the same UNet: its condition projection is the identity (simtrain.ldm_arch
+            # gives the UNet the sim AudioMAE's width), so it holds no weights of its own
+            spaced = _latent_diffusion(unet, vae, vocoder, DDIMScheduler.from_config(scheduler.config, timestep_spacing=spacing),
+                                       cond_dim=mae.config.embed_dim).eval()
             for steps in (2, 3, 5, 10, 20):
-                row = {k: {g: (mean_identification(m := model.generate(e_conds[k], e_mels[k].shape[2], steps, g, sched), e_mels[k]),
-                               _pcc(m, e_mels[k])) for g in (2.0, 5.0)} for k in KINDS}
+                row = {k: _samples(spaced, e_conds[k], e_mels[k], steps) for k in KINDS}
                 print(json.dumps({"sampling": {"spacing": spacing, "steps": steps}, "samples": row}), flush=True)
         return
     knobs = dict(S.LDM_CONFIG)
@@ -177,13 +172,13 @@ def main() -> None:
     arch["scheduler"]["prediction_type"] = prediction
     torch.manual_seed(0)
     unet, _, _, scheduler = build_ldm(arch)
-    ldm = LatentDiffusion(unet, vae, vocoder, scheduler, cond_dim=mae.config.embed_dim, uncond_prob=knobs["uncond"])
+    ldm = _latent_diffusion(unet, vae, vocoder, scheduler, coords=coords, cond_dim=mae.config.embed_dim,
+                            uncond_prob=knobs["uncond"])
     if args.epochs is not None:
         knobs["unet_epochs"] = args.epochs
     knobs["n_per_kind"] = args.clips or knobs["n_per_kind"]
     latents, conds, e_conds, e_mels = _data(ldm, mae, knobs["n_per_kind"])
     data_s = time.perf_counter() - clock
-    model = _Model(ldm, coords)
     gen = torch.Generator().manual_seed(2)
     opt = torch.optim.AdamW(unet.parameters(), lr=knobs["unet_lr"], weight_decay=1e-2)
     n, batch = knobs["n_per_kind"], knobs["batch_size"]
@@ -198,7 +193,7 @@ def main() -> None:
         t = (torch.rand(b, generator=gen) ** (1.0 / knobs["t_power"]) * n_t).long().clamp(max=n_t - 1)
         a = ldm.alphas_cumprod[t].view(b, 1, 1, 1)
         z_t = a.sqrt() * z0 + (1 - a).sqrt() * noise
-        err = (model(z_t, t, *ldm.condition(c)) - (a.sqrt() * noise - (1 - a).sqrt() * z0 if prediction == "v_prediction" else noise)) ** 2
+        err = (ldm.eps(z_t, t, *ldm.condition(c)) - (a.sqrt() * noise - (1 - a).sqrt() * z0 if prediction == "v_prediction" else noise)) ** 2
         weight = 1.0 if prediction == "v_prediction" else (1.0 / a.view(b)).clamp(max=knobs["weight_cap"])
         loss = (weight * err.mean((1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True)
@@ -215,11 +210,10 @@ def main() -> None:
     train_s = time.perf_counter() - clock
     ridge = {k: mean_identification(ldm.latent_to_mel(ridge_latents(conds[k], latents[k], e_conds[k]), e_mels[k].shape[2]),
                                     e_mels[k]) for k in KINDS}
-    samples = {k: {g: (mean_identification(m := model.generate(e_conds[k], e_mels[k].shape[2], 5, g), e_mels[k]), _pcc(m, e_mels[k]))
-                   for g in (2.0, 5.0)} for k in KINDS}
+    samples = {k: _samples(ldm, e_conds[k], e_mels[k], 5) for k in KINDS}
     print(json.dumps({"variant": args.variant, "settings": VARIANTS[args.variant],
                       "unet_parameters": sum(p.numel() for p in unet.parameters()), "final_loss": history[-1],
-                      "samples": samples, "x0": _x0_rows(model, prediction, e_conds, e_mels), "ridge": ridge,
+                      "samples": samples, "x0": _x0_rows(ldm, prediction, e_conds, e_mels), "ridge": ridge,
                       "seconds": {"data": round(data_s, 1), "train": round(train_s, 1)}}), flush=True)
 
 
